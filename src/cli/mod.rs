@@ -1,0 +1,224 @@
+//! The `adit` command line: argument definitions and dispatch.
+//!
+//! Each role lives in its own file; this module only declares the arguments (the names are
+//! an interface that scripts and docs depend on) and hands off to the role.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod ingress;
+mod logging;
+mod roles;
+mod tunnel;
+
+pub use logging::init_logging;
+
+/// adit: a self-hostable reverse tunnel.
+#[derive(Debug, Parser)]
+#[command(name = "adit", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log level filter (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(long, global = true, env = "ADIT_LOGLEVEL", default_value = "info")]
+    pub loglevel: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the edge: public listeners, tunnel listener, admin API.
+    Edge(EdgeArgs),
+    /// Manage and run tunnels.
+    #[command(subcommand)]
+    Tunnel(TunnelCommand),
+    /// Start an edge, a connector and an ephemeral tunnel in one process.
+    Quick(QuickArgs),
+    /// Run the built-in origin server (hello, echo, sha256, bytes, stream).
+    Origin(OriginArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EdgeArgs {
+    /// Directory for the database, certificates and admin token; created when missing.
+    #[arg(long, env = "ADIT_DATA_DIR", default_value = "adit-edge")]
+    pub data_dir: PathBuf,
+    /// UDP address of the QUIC tunnel listener.
+    #[arg(long, default_value = "127.0.0.1:7844")]
+    pub listen_tunnel: SocketAddr,
+    /// TCP address of the public HTTP listener.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen_http: SocketAddr,
+    /// TCP address of the admin API.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub listen_admin: SocketAddr,
+    /// Data-plane worker threads (default: one per core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+/// Where the control commands find the admin API.
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
+    /// Admin API URL, e.g. http://127.0.0.1:7070.
+    #[arg(long, env = "ADIT_ADMIN", global = true)]
+    pub admin: Option<String>,
+    /// Admin bearer token.
+    #[arg(long, env = "ADIT_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// Client config file with `admin` and `token` (default: ~/.adit/config.yml).
+    #[arg(long, env = "ADIT_CLIENT_CONFIG", global = true)]
+    pub client_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TunnelCommand {
+    /// Create a tunnel and write its credentials file.
+    Create {
+        name: String,
+        /// Where to write the credentials file (default: ./<tunnel-id>.json).
+        #[arg(long)]
+        cred_file: Option<PathBuf>,
+        #[arg(long, short, value_enum, default_value_t)]
+        output: OutputFormat,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Bind a hostname to a tunnel.
+    #[command(subcommand)]
+    Route(RouteCommand),
+    /// List tunnels.
+    List {
+        #[arg(long, short, value_enum, default_value_t)]
+        output: OutputFormat,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show a tunnel and its live connections.
+    Info {
+        /// Tunnel name or id.
+        tunnel: String,
+        #[arg(long, short, value_enum, default_value_t)]
+        output: OutputFormat,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Delete a tunnel (refused while it has live connections unless --force).
+    Delete {
+        /// Tunnel name or id.
+        tunnel: String,
+        #[arg(long, short)]
+        force: bool,
+        #[arg(long, short, value_enum, default_value_t)]
+        output: OutputFormat,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Run the connector for a tunnel.
+    Run(RunArgs),
+    /// Check ingress rules.
+    #[command(subcommand)]
+    Ingress(IngressCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouteCommand {
+    /// Route a hostname (a leading `*.` wildcard allowed) to a tunnel.
+    Dns {
+        /// Tunnel name or id.
+        tunnel: String,
+        hostname: String,
+        #[arg(long, short, value_enum, default_value_t)]
+        output: OutputFormat,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Tunnel name or id (default: the config's `tunnel`).
+    pub tunnel: Option<String>,
+    /// Connector config file (YAML).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Credentials file (default: the config's `credentials-file`).
+    #[arg(long)]
+    pub cred_file: Option<PathBuf>,
+    /// Serve every request with this origin URL instead of ingress rules from a config.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// QUIC connections to keep open to the edge.
+    #[arg(long, default_value_t = 4)]
+    pub ha_connections: u8,
+    /// Edge tunnel address, overriding the credentials file.
+    #[arg(long)]
+    pub edge: Option<SocketAddr>,
+    /// Data-plane worker threads (default: one per core, at most --ha-connections).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IngressCommand {
+    /// Validate the ingress rules of a config file.
+    Validate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print which ingress rule matches a URL.
+    Rule {
+        url: String,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct QuickArgs {
+    /// Origin to expose (default: the built-in hello-world origin).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Public HTTP listener.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen_http: SocketAddr,
+    /// QUIC tunnel listener (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen_tunnel: SocketAddr,
+    /// Data-plane worker threads for the edge and the connector each (default: one per core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OriginArgs {
+    /// TCP address to serve HTTP on.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    init_logging(&cli.loglevel)?;
+    match cli.command {
+        Command::Edge(args) => roles::edge(args),
+        Command::Quick(args) => roles::quick(args),
+        Command::Origin(args) => roles::origin(args),
+        Command::Tunnel(TunnelCommand::Run(args)) => roles::connector(args),
+        Command::Tunnel(TunnelCommand::Ingress(cmd)) => ingress::run(cmd),
+        Command::Tunnel(cmd) => tunnel::run(cmd),
+    }
+}
