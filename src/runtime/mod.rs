@@ -1,1 +1,115 @@
-//! runtime
+//! Worker threads, one monoio runtime each, and the sockets they own.
+//!
+//! Every listening address is bound once per worker with `SO_REUSEPORT`, so the kernel
+//! spreads connections (and UDP flows) across workers and no accept crosses a core. All
+//! sockets of a group are bound up front on the calling thread: when the address asks for
+//! port 0, the first bind picks the port and the others reuse it.
+
+pub mod io;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Backlog of each public listening socket.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// One worker per core unless told otherwise.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Runs `main` on a fresh runtime on the current thread: io_uring where the kernel has it,
+/// epoll otherwise.
+pub fn block_on<F: Future>(main: F) -> std::io::Result<F::Output> {
+    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .with_entries(1024)
+        .build()?;
+    Ok(rt.block_on(main))
+}
+
+/// Starts one named worker thread per item, each running `body(index, item)` on its own
+/// runtime; the item carries what that worker owns (its sockets, say).
+pub fn spawn_workers<T, F, Fut>(
+    name: &str,
+    items: Vec<T>,
+    body: F,
+) -> std::io::Result<Vec<JoinHandle<()>>>
+where
+    T: Send + 'static,
+    F: Fn(usize, T) -> Fut + Send + Clone + 'static,
+    Fut: Future<Output = ()>,
+{
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let body = body.clone();
+            std::thread::Builder::new()
+                .name(format!("{name}-{index}"))
+                .spawn(move || match block_on(body(index, item)) {
+                    Ok(()) => {}
+                    Err(err) => tracing::error!(worker = index, "cannot start runtime: {err}"),
+                })
+        })
+        .collect()
+}
+
+fn reuseport_socket(addr: SocketAddr, ty: Type, protocol: Protocol) -> std::io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), ty, Some(protocol))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
+/// Binds `count` TCP listeners on one address with `SO_REUSEPORT`.
+pub fn bind_tcp_group(
+    addr: SocketAddr,
+    count: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut addr = addr;
+    let mut listeners = Vec::with_capacity(count);
+    for _ in 0..count.max(1) {
+        let socket = reuseport_socket(addr, Type::STREAM, Protocol::TCP)?;
+        socket.listen(LISTEN_BACKLOG)?;
+        let listener: std::net::TcpListener = socket.into();
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Binds `count` UDP sockets on one address with `SO_REUSEPORT`.
+pub fn bind_udp_group(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::UdpSocket>> {
+    let mut addr = addr;
+    let mut sockets = Vec::with_capacity(count);
+    for _ in 0..count.max(1) {
+        let socket: std::net::UdpSocket =
+            reuseport_socket(addr, Type::DGRAM, Protocol::UDP)?.into();
+        addr = socket.local_addr()?;
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_share_one_ephemeral_port() {
+        let tcp = bind_tcp_group("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let port = tcp[0].local_addr().unwrap().port();
+        assert_ne!(port, 0);
+        assert!(tcp.iter().all(|l| l.local_addr().unwrap().port() == port));
+
+        let udp = bind_udp_group("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let port = udp[0].local_addr().unwrap().port();
+        assert!(udp.iter().all(|s| s.local_addr().unwrap().port() == port));
+    }
+}

@@ -1,0 +1,88 @@
+//! Small helpers over monoio's owned-buffer IO.
+//!
+//! Reads land in the spare capacity of a `BytesMut`; filled bytes are split off and frozen
+//! into `Bytes` that move on (into a QUIC stream or a socket write) without being copied.
+//! Once every `Bytes` split from an allocation is dropped, `reserve` takes the allocation
+//! back, so a connection keeps reusing one buffer in the steady state.
+
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::http::BodyDecoder;
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+
+/// Size of each socket read.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// Reads once into the spare capacity of `buf` (reserving `READ_CHUNK` when it has less),
+/// appending to what it holds. Returns the count read; 0 means end of stream.
+pub async fn read_more<R: AsyncReadRent>(
+    reader: &mut R,
+    mut buf: BytesMut,
+) -> (io::Result<usize>, BytesMut) {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+    let start = buf.len();
+    let end = buf.capacity();
+    let (result, slice) = reader.read(buf.slice_mut(start..end)).await;
+    (result, slice.into_inner())
+}
+
+/// Writes all of an owned buffer.
+pub async fn write_all<W: AsyncWriteRent, B: monoio::buf::IoBuf>(
+    writer: &mut W,
+    buf: B,
+) -> io::Result<()> {
+    let (result, _) = writer.write_all(buf).await;
+    result.map(|_| ())
+}
+
+/// Writes `Bytes` and flushes nothing (monoio sockets are unbuffered).
+pub async fn write_bytes<W: AsyncWriteRent>(writer: &mut W, bytes: Bytes) -> io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    write_all(writer, bytes).await
+}
+
+/// The next run of body bytes of a message being read from `reader`: first from what `buf`
+/// already holds, then from the socket. `Ok(None)` once the body is complete; the bytes
+/// after it stay in `buf` for the next message.
+pub async fn body_chunk<R: AsyncReadRent>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    decoder: &mut BodyDecoder,
+) -> io::Result<Option<Bytes>> {
+    loop {
+        if decoder.is_done() {
+            return Ok(None);
+        }
+        if !buf.is_empty() {
+            let step = decoder.decode(buf).map_err(invalid_data)?;
+            if step.consumed > 0 {
+                let taken = buf.split_to(step.consumed).freeze();
+                if !step.data.is_empty() {
+                    return Ok(Some(taken.slice(step.data)));
+                }
+                continue;
+            }
+            if decoder.is_done() {
+                return Ok(None);
+            }
+        }
+        let (result, filled) = read_more(reader, std::mem::take(buf)).await;
+        *buf = filled;
+        if result? == 0 {
+            decoder.eof().map_err(invalid_data)?;
+            return Ok(None);
+        }
+    }
+}
+
+/// An `io::Error` of kind `InvalidData` carrying `err`.
+pub fn invalid_data<E: std::error::Error + Send + Sync + 'static>(err: E) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, err)
+}
