@@ -1,1 +1,158 @@
-//! edge
+//! The edge's data plane: per-worker public HTTP listeners and QUIC tunnel endpoints.
+//!
+//! Each worker owns one `SO_REUSEPORT` TCP listener for public HTTP, one `SO_REUSEPORT` UDP
+//! socket with its own QUIC endpoint for tunnel connections, and the tunnel connections
+//! that endpoint accepted. A public request is served on the worker that accepted it when
+//! that worker owns a connection of the target tunnel; otherwise the accepted socket and
+//! the bytes already read move to a worker that does ([`worker::WorkerMsg::Handoff`]).
+//! The control plane (its own threads) answers registrations and publishes routing
+//! snapshots into every worker's inbox.
+//!
+//! Departure from `DESIGN.md`: workers do not yet listen on a UDP port of their own, so a
+//! connector cannot aim a connection at a chosen worker; the kernel's `SO_REUSEPORT` hash
+//! spreads them and the handoff covers requests that land elsewhere.
+
+pub mod error;
+pub mod proxy;
+pub mod tunnel;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::thread::JoinHandle;
+
+use bytes::BytesMut;
+
+use crate::control::{self, ControlConfig, ControlHandle};
+use crate::quic::Endpoint;
+use crate::runtime;
+use worker::{Worker, WorkerMsg};
+
+/// Largest worker count: snapshots keep a 64-bit mask of workers per tunnel.
+pub const MAX_WORKERS: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    pub data_dir: PathBuf,
+    pub listen_tunnel: SocketAddr,
+    pub listen_http: SocketAddr,
+    pub listen_admin: SocketAddr,
+    pub workers: usize,
+}
+
+/// A running edge.
+pub struct Edge {
+    pub http_addr: SocketAddr,
+    pub tunnel_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub control: ControlHandle,
+    pub threads: Vec<JoinHandle<()>>,
+}
+
+/// What one edge worker starts with.
+struct WorkerSockets {
+    http: std::net::TcpListener,
+    tunnel: std::net::UdpSocket,
+    inbox: futures_channel::mpsc::UnboundedReceiver<WorkerMsg>,
+}
+
+/// Binds every socket, starts the control plane and the workers.
+pub fn start(config: EdgeConfig) -> anyhow::Result<Edge> {
+    use anyhow::Context;
+
+    let workers = config.workers.clamp(1, MAX_WORKERS);
+    let tunnel_sockets = runtime::bind_udp_group(config.listen_tunnel, workers)
+        .with_context(|| format!("cannot bind the tunnel listener {}", config.listen_tunnel))?;
+    let http_listeners = runtime::bind_tcp_group(config.listen_http, workers)
+        .with_context(|| format!("cannot bind the HTTP listener {}", config.listen_http))?;
+    let tunnel_addr = tunnel_sockets[0].local_addr()?;
+    let http_addr = http_listeners[0].local_addr()?;
+
+    let control = control::start(ControlConfig {
+        data_dir: config.data_dir.clone(),
+        listen_admin: config.listen_admin,
+        tunnel_addr,
+        workers,
+    })?;
+    let server_config = control.quic_server_config();
+
+    let (inboxes, receivers): (Vec<_>, Vec<_>) = (0..workers)
+        .map(|_| futures_channel::mpsc::unbounded())
+        .unzip();
+    for inbox in &inboxes {
+        let inbox = inbox.clone();
+        control.subscribe(Box::new(move |snapshot| {
+            let _ = inbox.unbounded_send(WorkerMsg::Snapshot(snapshot));
+        }));
+    }
+
+    let items = http_listeners
+        .into_iter()
+        .zip(tunnel_sockets)
+        .zip(receivers)
+        .map(|((http, tunnel), inbox)| WorkerSockets {
+            http,
+            tunnel,
+            inbox,
+        })
+        .collect();
+    let sender = control.sender();
+    let threads = runtime::spawn_workers("edge", items, move |index, sockets: WorkerSockets| {
+        let worker = Rc::new(Worker::new(index, sender.clone(), inboxes.clone()));
+        let server_config = server_config.clone();
+        async move { run_worker(worker, sockets, server_config).await }
+    })?;
+
+    tracing::info!(%http_addr, %tunnel_addr, admin = %control.admin_addr(), workers, "edge ready");
+    Ok(Edge {
+        http_addr,
+        tunnel_addr,
+        admin_addr: control.admin_addr(),
+        control,
+        threads,
+    })
+}
+
+async fn run_worker(
+    worker: Rc<Worker>,
+    sockets: WorkerSockets,
+    server_config: std::sync::Arc<quinn_proto::ServerConfig>,
+) {
+    let endpoint = match Endpoint::new(sockets.tunnel, Some(server_config)) {
+        Ok(endpoint) => endpoint,
+        Err(err) => {
+            tracing::error!(
+                worker = worker.index,
+                "cannot start the QUIC endpoint: {err}"
+            );
+            return;
+        }
+    };
+    monoio::spawn(tunnel::accept_loop(worker.clone(), endpoint));
+    monoio::spawn(worker::run_inbox(worker.clone(), sockets.inbox));
+
+    let listener = match monoio::net::TcpListener::from_std(sockets.http) {
+        Ok(listener) => listener,
+        Err(err) => {
+            tracing::error!(
+                worker = worker.index,
+                "cannot adopt the HTTP listener: {err}"
+            );
+            return;
+        }
+    };
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let buf = BytesMut::new();
+                monoio::spawn(proxy::serve_client(worker.clone(), stream, peer, buf));
+            }
+            Err(err) => {
+                // Out of descriptors, most likely: back off instead of spinning.
+                tracing::warn!(worker = worker.index, "accept failed: {err}");
+                monoio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! One edge worker's state: its routing snapshot, the tunnel connections it owns, and its
+//! inbox for messages from other threads.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
+use uuid::Uuid;
+
+use crate::control::{ControlMsg, Snapshot};
+use crate::quic::Connection;
+
+/// Messages a worker receives from other threads.
+pub enum WorkerMsg {
+    /// A new routing snapshot from the control plane.
+    Snapshot(Arc<Snapshot>),
+    /// A public connection accepted elsewhere for a tunnel this worker has connections of,
+    /// with the bytes already read from it (moved, not copied).
+    Handoff {
+        stream: std::net::TcpStream,
+        peer: SocketAddr,
+        buffered: BytesMut,
+    },
+}
+
+/// A registered tunnel connection owned by this worker.
+pub struct TunnelConn {
+    pub id: Uuid,
+    pub conn: Connection,
+    /// Set when the connector unregistered: no new streams go here.
+    pub draining: Cell<bool>,
+}
+
+pub struct Worker {
+    pub index: usize,
+    snapshot: RefCell<Arc<Snapshot>>,
+    tunnels: RefCell<HashMap<Uuid, Vec<Rc<TunnelConn>>>>,
+    pub control: crossbeam_channel::Sender<ControlMsg>,
+    /// Every worker's inbox, this one's included, by index.
+    pub inboxes: Vec<UnboundedSender<WorkerMsg>>,
+    turn: Cell<usize>,
+}
+
+impl Worker {
+    pub fn new(
+        index: usize,
+        control: crossbeam_channel::Sender<ControlMsg>,
+        inboxes: Vec<UnboundedSender<WorkerMsg>>,
+    ) -> Worker {
+        Worker {
+            index,
+            snapshot: RefCell::new(Arc::new(Snapshot::default())),
+            tunnels: RefCell::new(HashMap::new()),
+            control,
+            inboxes,
+            turn: Cell::new(0),
+        }
+    }
+
+    /// The current snapshot, borrowed: no reference count is touched per request.
+    pub fn snapshot_ref(&self) -> std::cell::Ref<'_, Arc<Snapshot>> {
+        self.snapshot.borrow()
+    }
+
+    pub fn set_snapshot(&self, snapshot: Arc<Snapshot>) {
+        *self.snapshot.borrow_mut() = snapshot;
+    }
+
+    pub fn add_connection(&self, tunnel: Uuid, conn: Rc<TunnelConn>) {
+        self.tunnels
+            .borrow_mut()
+            .entry(tunnel)
+            .or_default()
+            .push(conn);
+    }
+
+    pub fn remove_connection(&self, tunnel: Uuid, id: Uuid) {
+        let mut tunnels = self.tunnels.borrow_mut();
+        if let Some(conns) = tunnels.get_mut(&tunnel) {
+            conns.retain(|c| c.id != id);
+            if conns.is_empty() {
+                tunnels.remove(&tunnel);
+            }
+        }
+    }
+
+    /// A live connection of `tunnel` to open a stream on: the least loaded, ties broken in
+    /// turn so equal connections share the work. `skip` excludes one that just failed.
+    pub fn pick(&self, tunnel: Uuid, skip: Option<Uuid>) -> Option<Rc<TunnelConn>> {
+        let tunnels = self.tunnels.borrow();
+        let conns = tunnels.get(&tunnel)?;
+        let turn = self.turn.get();
+        self.turn.set(turn.wrapping_add(1));
+        let count = conns.len();
+        (0..count)
+            .map(|i| &conns[(turn + i) % count])
+            .filter(|c| !c.draining.get() && !c.conn.is_closed() && Some(c.id) != skip)
+            .min_by_key(|c| c.conn.open_streams())
+            .cloned()
+    }
+}
+
+/// Handles what other threads send this worker until every sender is gone.
+pub async fn run_inbox(worker: Rc<Worker>, mut inbox: UnboundedReceiver<WorkerMsg>) {
+    use std::pin::Pin;
+    loop {
+        let next =
+            std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut inbox), cx));
+        match next.await {
+            Some(WorkerMsg::Snapshot(snapshot)) => worker.set_snapshot(snapshot),
+            Some(WorkerMsg::Handoff {
+                stream,
+                peer,
+                buffered,
+            }) => match monoio::net::TcpStream::from_std(stream) {
+                Ok(stream) => {
+                    let worker = worker.clone();
+                    monoio::spawn(super::proxy::serve_client(worker, stream, peer, buffered));
+                }
+                Err(err) => tracing::debug!(%peer, "cannot adopt handed-off connection: {err}"),
+            },
+            None => return,
+        }
+    }
+}
