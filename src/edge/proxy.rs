@@ -6,12 +6,9 @@
 //! the client) then flow at the same time, so an origin that answers while it still reads
 //! (an echo, an early 413) never deadlocks against flow control.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
-use std::pin::pin;
 use std::rc::Rc;
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -23,7 +20,7 @@ use super::error::{page, ProxyError};
 use super::worker::{TunnelConn, Worker, WorkerMsg};
 use crate::http::{self, body, BodyDecoder, BodyFraming, HeadError, RequestHead, Version};
 use crate::quic::{RecvStream, SendStream};
-use crate::runtime::io::{body_chunk, read_more, write_all, write_bytes};
+use crate::runtime::io::{body_chunk, read_more, until_second, write_all, write_bytes};
 use crate::tunnel::frame::{self, BodyLen, Frame, RequestLine, StreamKind};
 use crate::tunnel::io::{read_frame, STREAM_READ};
 
@@ -480,24 +477,6 @@ fn itoa(mut n: u64, scratch: &mut [u8; 20]) -> &[u8] {
             return &scratch[at..];
         }
     }
-}
-
-/// Polls both futures; returns as soon as the second completes, with the first's output if
-/// it finished by then. An unfinished upload is dropped: the connection closes anyway.
-async fn until_second<A: Future, B: Future>(a: A, b: B) -> (Option<A::Output>, B::Output) {
-    let mut a = pin!(a);
-    let mut b = pin!(b);
-    let mut first = None;
-    let second = std::future::poll_fn(|cx| {
-        if first.is_none() {
-            if let Poll::Ready(out) = a.as_mut().poll(cx) {
-                first = Some(out);
-            }
-        }
-        b.as_mut().poll(cx)
-    })
-    .await;
-    (first, second)
 }
 
 async fn write_error(wr: &mut WriteHalf, err: &ProxyError) {
