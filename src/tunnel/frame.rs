@@ -103,7 +103,7 @@ impl<'a> Headers<'a> {
 
     /// `(name, value)` pairs in the order they were encoded.
     pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
-        let mut reader = Reader::new(self.buf, "request");
+        let mut reader = Reader::new(self.buf, "headers");
         (0..self.count).map_while(move |_| {
             let name = reader.bytes16().ok()?;
             let value = reader.bytes16().ok()?;
