@@ -49,7 +49,10 @@ pub enum HeadError {
 impl HeadError {
     /// The status a client gets for this error (431 or 400).
     pub fn status(&self) -> u16 {
-        todo!()
+        match self {
+            HeadError::TooLarge | HeadError::TooManyHeaders => 431,
+            HeadError::Malformed(_) | HeadError::Framing(_) => 400,
+        }
     }
 }
 
@@ -69,8 +72,33 @@ pub fn parse_request<'b, 'h>(
     buf: &'b [u8],
     headers: &'h mut [httparse::Header<'b>; MAX_HEADERS],
 ) -> Result<Option<RequestHead<'b, 'h>>, HeadError> {
-    let _ = (buf, headers);
-    todo!()
+    let mut request = httparse::Request::new(headers);
+    let len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return incomplete(buf),
+        Err(e) => return Err(parse_error(e)),
+    };
+    if len > MAX_HEAD_LEN {
+        return Err(HeadError::TooLarge);
+    }
+
+    // A complete parse fills every part; the fallbacks only keep a surprise from panicking.
+    let httparse::Request {
+        method,
+        path,
+        version,
+        headers,
+    } = request;
+    let (Some(method), Some(target), Some(version)) = (method, path, version) else {
+        return Err(HeadError::Malformed("incomplete request line"));
+    };
+    Ok(Some(RequestHead {
+        method,
+        target,
+        version: version_of(version)?,
+        headers,
+        len,
+    }))
 }
 
 /// Parses a response head; 1xx heads are returned like any other.
@@ -78,46 +106,682 @@ pub fn parse_response<'b, 'h>(
     buf: &'b [u8],
     headers: &'h mut [httparse::Header<'b>; MAX_HEADERS],
 ) -> Result<Option<ResponseHead<'b, 'h>>, HeadError> {
-    let _ = (buf, headers);
-    todo!()
+    let mut response = httparse::Response::new(headers);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return incomplete(buf),
+        Err(e) => return Err(parse_error(e)),
+    };
+    if len > MAX_HEAD_LEN {
+        return Err(HeadError::TooLarge);
+    }
+
+    let httparse::Response {
+        version,
+        code,
+        reason,
+        headers,
+    } = response;
+    let (Some(version), Some(status)) = (version, code) else {
+        return Err(HeadError::Malformed("incomplete status line"));
+    };
+    let reason = reason.unwrap_or("");
+    Ok(Some(ResponseHead {
+        status,
+        reason,
+        version: version_of(version)?,
+        headers,
+        len,
+    }))
+}
+
+fn incomplete<T>(buf: &[u8]) -> Result<Option<T>, HeadError> {
+    match buf.len() >= MAX_HEAD_LEN {
+        true => Err(HeadError::TooLarge),
+        false => Ok(None),
+    }
+}
+
+fn parse_error(e: httparse::Error) -> HeadError {
+    match e {
+        httparse::Error::TooManyHeaders => HeadError::TooManyHeaders,
+        httparse::Error::HeaderName => HeadError::Malformed("invalid header name"),
+        httparse::Error::HeaderValue => HeadError::Malformed("invalid header value"),
+        httparse::Error::NewLine => HeadError::Malformed("invalid line ending"),
+        httparse::Error::Status => HeadError::Malformed("invalid status"),
+        httparse::Error::Token => HeadError::Malformed("invalid token"),
+        httparse::Error::Version => HeadError::Malformed("unsupported version"),
+    }
+}
+
+fn version_of(minor: u8) -> Result<Version, HeadError> {
+    match minor {
+        0 => Ok(Version::Http10),
+        1 => Ok(Version::Http11),
+        _ => Err(HeadError::Malformed("unsupported version")),
+    }
 }
 
 /// The framing of a request body; refuses everything RFC 9112 §6.3 says a server must
 /// (both Content-Length and Transfer-Encoding, differing lengths, a coding other than a
 /// final `chunked`, an invalid length).
 pub fn request_framing(headers: &[httparse::Header<'_>]) -> Result<BodyFraming, HeadError> {
-    let _ = headers;
-    todo!()
+    let has_length = headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("content-length"));
+    match transfer_coding(headers)? {
+        Some(_) if has_length => Err(HeadError::Framing(
+            "both transfer-encoding and content-length",
+        )),
+        Some(true) => Ok(BodyFraming::Chunked),
+        Some(false) => Err(HeadError::Framing(
+            "transfer coding other than a final chunked",
+        )),
+        None => match content_length(headers)? {
+            Some(n) => Ok(BodyFraming::Length(n)),
+            None => Ok(BodyFraming::None),
+        },
+    }
 }
 
 /// The framing of a response body to a request with `method`: none for HEAD, 1xx, 204 and
 /// 304; else length, chunked, or until close.
+///
+/// Following RFC 9112 §6.3, Transfer-Encoding wins over a Content-Length sent with it; such a
+/// response was likely meant to smuggle, so callers should not reuse the connection after it.
 pub fn response_framing(
     method: &str,
     status: u16,
     headers: &[httparse::Header<'_>],
 ) -> Result<BodyFraming, HeadError> {
-    let _ = (method, status, headers);
-    todo!()
+    let no_body = method == "HEAD"
+        || (100..200).contains(&status)
+        || status == 204
+        || status == 304
+        || (method == "CONNECT" && (200..300).contains(&status));
+    if no_body {
+        return Ok(BodyFraming::None);
+    }
+
+    match transfer_coding(headers)? {
+        Some(true) => Ok(BodyFraming::Chunked),
+        Some(false) => Ok(BodyFraming::UntilClose),
+        None => match content_length(headers)? {
+            Some(n) => Ok(BodyFraming::Length(n)),
+            None => Ok(BodyFraming::UntilClose),
+        },
+    }
+}
+
+/// Reads the Transfer-Encoding fields: `None` when there are none, else whether `chunked` is
+/// the final coding. `chunked` applied twice, with parameters, or an empty field list is an
+/// error whatever the message.
+fn transfer_coding(headers: &[httparse::Header<'_>]) -> Result<Option<bool>, HeadError> {
+    let mut present = false;
+    let mut codings = 0usize;
+    let mut chunked = 0usize;
+    let mut last_chunked = false;
+    for field in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+    {
+        present = true;
+        for coding in list_elements(field.value) {
+            let (name, params) = match coding.iter().position(|&b| b == b';') {
+                Some(at) => (trim_ows(&coding[..at]), true),
+                None => (coding, false),
+            };
+            last_chunked = name.eq_ignore_ascii_case(b"chunked");
+            if last_chunked {
+                if params {
+                    return Err(HeadError::Framing("chunked with parameters"));
+                }
+                chunked += 1;
+            }
+            codings += 1;
+        }
+    }
+
+    if !present {
+        return Ok(None);
+    }
+    if codings == 0 {
+        return Err(HeadError::Framing("empty transfer-encoding"));
+    }
+    if chunked > 1 {
+        return Err(HeadError::Framing("chunked applied more than once"));
+    }
+    Ok(Some(last_chunked))
+}
+
+/// Reads the Content-Length fields: several fields or a list are accepted only when every
+/// value is the same.
+fn content_length(headers: &[httparse::Header<'_>]) -> Result<Option<u64>, HeadError> {
+    let mut length: Option<u64> = None;
+    for field in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+    {
+        // Unlike other lists an empty element is refused: "Content-Length: ," carries no length.
+        for element in field.value.split(|&b| b == b',') {
+            let n =
+                decimal(trim_ows(element)).ok_or(HeadError::Framing("invalid content-length"))?;
+            if length.is_some_and(|seen| seen != n) {
+                return Err(HeadError::Framing("conflicting content-length"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length)
+}
+
+/// Non-empty ASCII digits that fit a `u64`; no sign, no spaces.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| match d {
+        b'0'..=b'9' => n.checked_mul(10)?.checked_add(u64::from(d - b'0')),
+        _ => None,
+    })
 }
 
 /// Whether the connection stays open after this message (version default, overridden by
 /// `Connection: close` / `keep-alive`).
 pub fn keep_alive(version: Version, headers: &[httparse::Header<'_>]) -> bool {
-    let _ = (version, headers);
-    todo!()
+    let listed = |option: &str| {
+        connection_options(headers).any(|t| t.eq_ignore_ascii_case(option.as_bytes()))
+    };
+    match version {
+        Version::Http11 => !listed("close"),
+        Version::Http10 => listed("keep-alive") && !listed("close"),
+    }
 }
 
 /// Whether a field must not be forwarded to the next hop: the fixed hop-by-hop names
 /// (`Connection`, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`)
 /// and every name listed in the message's `Connection` fields.
 pub fn is_hop_by_hop(name: &str, headers: &[httparse::Header<'_>]) -> bool {
-    let _ = (name, headers);
-    todo!()
+    const FIXED: [&str; 6] = [
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    let proxy = name
+        .as_bytes()
+        .get(..6)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"proxy-"));
+    proxy
+        || FIXED.iter().any(|fixed| name.eq_ignore_ascii_case(fixed))
+        || connection_options(headers).any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// Every option listed across the message's Connection fields.
+fn connection_options<'a>(
+    headers: &'a [httparse::Header<'_>],
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| list_elements(h.value))
+}
+
+/// The non-empty elements of a comma-separated list, without surrounding whitespace
+/// (RFC 9110 §5.6.1).
+fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|e| !e.is_empty())
+}
+
+fn trim_ows(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
 }
 
 /// The standard reason phrase for a status code ("" when unknown).
 pub fn reason(status: u16) -> &'static str {
-    let _ = status;
-    todo!()
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        102 => "Processing",
+        103 => "Early Hints",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        207 => "Multi-Status",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        305 => "Use Proxy",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        425 => "Too Early",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        511 => "Network Authentication Required",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<httparse::Header<'a>> {
+        pairs
+            .iter()
+            .map(|&(name, value)| httparse::Header {
+                name,
+                value: value.as_bytes(),
+            })
+            .collect()
+    }
+
+    fn empty() -> [httparse::Header<'static>; MAX_HEADERS] {
+        [httparse::EMPTY_HEADER; MAX_HEADERS]
+    }
+
+    #[test]
+    fn parses_a_request() {
+        let buf = b"POST /a?b=c HTTP/1.1\r\nHost: example.com\r\nX-A:  1 \r\n\r\nbody";
+        let mut headers = empty();
+        let head = parse_request(buf, &mut headers).unwrap().unwrap();
+        assert_eq!(head.method, "POST");
+        assert_eq!(head.target, "/a?b=c");
+        assert_eq!(head.version, Version::Http11);
+        assert_eq!(head.len, buf.len() - 4);
+        assert_eq!(head.headers.len(), 2);
+        assert_eq!(head.headers[0].name, "Host");
+        assert_eq!(head.headers[0].value, b"example.com");
+        assert_eq!(head.headers[1].name, "X-A");
+        assert_eq!(head.headers[1].value, b"1");
+    }
+
+    #[test]
+    fn parses_a_response() {
+        let buf = b"HTTP/1.0 404 Not Found\r\nContent-Length: 3\r\n\r\nabc";
+        let mut headers = empty();
+        let head = parse_response(buf, &mut headers).unwrap().unwrap();
+        assert_eq!(head.status, 404);
+        assert_eq!(head.reason, "Not Found");
+        assert_eq!(head.version, Version::Http10);
+        assert_eq!(head.len, buf.len() - 3);
+        assert_eq!(head.headers.len(), 1);
+
+        let mut headers = empty();
+        let head = parse_response(b"HTTP/1.1 100 Continue\r\n\r\n", &mut headers).unwrap();
+        assert_eq!(head.map(|h| h.status), Some(100));
+    }
+
+    #[test]
+    fn incomplete_and_too_large() {
+        let mut headers = empty();
+        assert!(
+            parse_request(b"GET / HTTP/1.1\r\nHost: a\r\n", &mut headers)
+                .unwrap()
+                .is_none()
+        );
+
+        let mut long = b"GET / HTTP/1.1\r\nX-Long: ".to_vec();
+        long.resize(MAX_HEAD_LEN, b'a');
+        let mut headers = empty();
+        assert_eq!(
+            parse_request(&long, &mut headers).err(),
+            Some(HeadError::TooLarge)
+        );
+
+        // Complete, but one byte over the limit.
+        long.truncate(MAX_HEAD_LEN - 3);
+        long.extend_from_slice(b"\r\n\r\n");
+        let mut headers = empty();
+        assert_eq!(
+            parse_request(&long, &mut headers).err(),
+            Some(HeadError::TooLarge)
+        );
+
+        // Exactly at the limit is fine.
+        long.truncate(MAX_HEAD_LEN - 4);
+        long.extend_from_slice(b"\r\n\r\n");
+        let mut headers = empty();
+        assert_eq!(
+            parse_request(&long, &mut headers).unwrap().map(|h| h.len),
+            Some(MAX_HEAD_LEN)
+        );
+
+        let mut partial = b"HTTP/1.1 200 OK\r\nA: ".to_vec();
+        partial.resize(MAX_HEAD_LEN + 10, b'a');
+        let mut headers = empty();
+        assert_eq!(
+            parse_response(&partial, &mut headers).err(),
+            Some(HeadError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn too_many_headers_and_malformed() {
+        let mut buf = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            buf.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        buf.extend_from_slice(b"\r\n");
+        let mut headers = empty();
+        let err = parse_request(&buf, &mut headers).unwrap_err();
+        assert_eq!(err, HeadError::TooManyHeaders);
+        assert_eq!(err.status(), 431);
+        assert_eq!(HeadError::TooLarge.status(), 431);
+
+        let mut headers = empty();
+        let err = parse_request(b"GET / HTTP/2.0\r\n\r\n", &mut headers).unwrap_err();
+        assert_eq!(err, HeadError::Malformed("unsupported version"));
+        assert_eq!(err.status(), 400);
+
+        let mut headers = empty();
+        let err = parse_request(b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", &mut headers);
+        assert_eq!(
+            err.unwrap_err(),
+            HeadError::Malformed("invalid header name")
+        );
+
+        let mut headers = empty();
+        let err = parse_response(b"HTTP/1.1 2x0 OK\r\n\r\n", &mut headers);
+        assert_eq!(err.unwrap_err(), HeadError::Malformed("invalid status"));
+        assert_eq!(HeadError::Framing("x").status(), 400);
+    }
+
+    #[test]
+    fn request_framing_cases() {
+        let framing = |pairs: &[(&str, &str)]| request_framing(&fields(pairs));
+        assert_eq!(framing(&[]), Ok(BodyFraming::None));
+        assert_eq!(
+            framing(&[("Content-Length", "0")]),
+            Ok(BodyFraming::Length(0))
+        );
+        assert_eq!(
+            framing(&[("content-length", "42")]),
+            Ok(BodyFraming::Length(42))
+        );
+        assert_eq!(
+            framing(&[("Content-Length", "7, 7"), ("content-length", "7")]),
+            Ok(BodyFraming::Length(7))
+        );
+        assert_eq!(
+            framing(&[("Content-Length", "18446744073709551615")]),
+            Ok(BodyFraming::Length(u64::MAX))
+        );
+        assert_eq!(
+            framing(&[("Transfer-Encoding", "chunked")]),
+            Ok(BodyFraming::Chunked)
+        );
+        assert_eq!(
+            framing(&[("Transfer-Encoding", "gzip, CHUNKED")]),
+            Ok(BodyFraming::Chunked)
+        );
+        assert_eq!(
+            framing(&[
+                ("Transfer-Encoding", "gzip"),
+                ("transfer-encoding", "chunked")
+            ]),
+            Ok(BodyFraming::Chunked)
+        );
+
+        let bad_length = Err(HeadError::Framing("invalid content-length"));
+        for value in [
+            "",
+            "-1",
+            "+1",
+            "1 2",
+            "0x10",
+            "18446744073709551616",
+            "5,",
+            " ",
+            "1.0",
+        ] {
+            assert_eq!(
+                framing(&[("Content-Length", value)]),
+                bad_length,
+                "{value:?}"
+            );
+        }
+        let conflict = Err(HeadError::Framing("conflicting content-length"));
+        assert_eq!(framing(&[("Content-Length", "1, 2")]), conflict);
+        assert_eq!(
+            framing(&[("Content-Length", "1"), ("Content-Length", "2")]),
+            conflict
+        );
+
+        let both = Err(HeadError::Framing(
+            "both transfer-encoding and content-length",
+        ));
+        assert_eq!(
+            framing(&[("Transfer-Encoding", "chunked"), ("Content-Length", "3")]),
+            both
+        );
+        assert_eq!(
+            framing(&[("Content-Length", "3"), ("Transfer-Encoding", "gzip")]),
+            both
+        );
+
+        let not_final = Err(HeadError::Framing(
+            "transfer coding other than a final chunked",
+        ));
+        assert_eq!(framing(&[("Transfer-Encoding", "gzip")]), not_final);
+        assert_eq!(
+            framing(&[("Transfer-Encoding", "chunked, gzip")]),
+            not_final
+        );
+        assert_eq!(
+            framing(&[
+                ("Transfer-Encoding", "chunked"),
+                ("Transfer-Encoding", "gzip")
+            ]),
+            not_final
+        );
+        assert_eq!(framing(&[("Transfer-Encoding", "chunkedx")]), not_final);
+
+        let twice = Err(HeadError::Framing("chunked applied more than once"));
+        assert_eq!(framing(&[("Transfer-Encoding", "chunked, chunked")]), twice);
+        assert_eq!(
+            framing(&[
+                ("Transfer-Encoding", "chunked"),
+                ("Transfer-Encoding", "chunked")
+            ]),
+            twice
+        );
+        assert_eq!(
+            framing(&[("Transfer-Encoding", " , ")]),
+            Err(HeadError::Framing("empty transfer-encoding"))
+        );
+        assert_eq!(
+            framing(&[("Transfer-Encoding", "chunked;a=b")]),
+            Err(HeadError::Framing("chunked with parameters"))
+        );
+    }
+
+    #[test]
+    fn response_framing_cases() {
+        let framing = |method, status, pairs: &[(&str, &str)]| {
+            response_framing(method, status, &fields(pairs))
+        };
+        let length = [("Content-Length", "5")];
+        assert_eq!(framing("HEAD", 200, &length), Ok(BodyFraming::None));
+        assert_eq!(framing("GET", 101, &length), Ok(BodyFraming::None));
+        assert_eq!(framing("GET", 204, &length), Ok(BodyFraming::None));
+        assert_eq!(framing("GET", 304, &length), Ok(BodyFraming::None));
+        assert_eq!(framing("CONNECT", 200, &length), Ok(BodyFraming::None));
+        assert_eq!(framing("CONNECT", 407, &length), Ok(BodyFraming::Length(5)));
+        assert_eq!(framing("GET", 200, &length), Ok(BodyFraming::Length(5)));
+        assert_eq!(framing("GET", 200, &[]), Ok(BodyFraming::UntilClose));
+        assert_eq!(
+            framing("GET", 200, &[("Transfer-Encoding", "chunked")]),
+            Ok(BodyFraming::Chunked)
+        );
+        assert_eq!(
+            framing(
+                "GET",
+                200,
+                &[("Transfer-Encoding", "chunked"), ("Content-Length", "5")]
+            ),
+            Ok(BodyFraming::Chunked)
+        );
+        assert_eq!(
+            framing("GET", 200, &[("Transfer-Encoding", "gzip")]),
+            Ok(BodyFraming::UntilClose)
+        );
+        assert_eq!(
+            framing("GET", 200, &[("Content-Length", "5, 6")]),
+            Err(HeadError::Framing("conflicting content-length"))
+        );
+        assert_eq!(
+            framing("GET", 200, &[("Content-Length", "x")]),
+            Err(HeadError::Framing("invalid content-length"))
+        );
+    }
+
+    #[test]
+    fn keep_alive_cases() {
+        let none = fields(&[]);
+        assert!(keep_alive(Version::Http11, &none));
+        assert!(!keep_alive(Version::Http10, &none));
+        assert!(!keep_alive(
+            Version::Http11,
+            &fields(&[("Connection", "Upgrade, Close")])
+        ));
+        assert!(!keep_alive(
+            Version::Http11,
+            &fields(&[("Connection", "upgrade"), ("connection", " close ")])
+        ));
+        assert!(keep_alive(
+            Version::Http11,
+            &fields(&[("Connection", "closed")])
+        ));
+        assert!(keep_alive(
+            Version::Http10,
+            &fields(&[("Connection", "Keep-Alive")])
+        ));
+        assert!(!keep_alive(
+            Version::Http10,
+            &fields(&[("Connection", "keep-alive, close")])
+        ));
+        assert!(!keep_alive(
+            Version::Http10,
+            &fields(&[("Keep-Alive", "timeout=5")])
+        ));
+    }
+
+    #[test]
+    fn hop_by_hop_cases() {
+        let listed = fields(&[
+            ("Connection", "X-Trace, keep-alive"),
+            ("connection", "x-other"),
+        ]);
+        for name in [
+            "Connection",
+            "KEEP-ALIVE",
+            "Proxy-Connection",
+            "proxy-authorization",
+            "TE",
+            "Trailer",
+            "Transfer-Encoding",
+            "Upgrade",
+            "x-trace",
+            "X-Other",
+        ] {
+            assert!(is_hop_by_hop(name, &listed), "{name}");
+        }
+        for name in [
+            "Host",
+            "Content-Length",
+            "proxy",
+            "Trailers",
+            "X-Traced",
+            "t",
+        ] {
+            assert!(!is_hop_by_hop(name, &listed), "{name}");
+        }
+    }
+
+    #[test]
+    fn reason_phrases() {
+        assert_eq!(reason(200), "OK");
+        assert_eq!(reason(308), "Permanent Redirect");
+        assert_eq!(reason(431), "Request Header Fields Too Large");
+        assert_eq!(reason(502), "Bad Gateway");
+        assert_eq!(reason(599), "");
+    }
+
+    #[test]
+    fn garbage_requests_never_panic() {
+        let seed = b"GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let alphabet = b"GET HTTP/1.0\r\n:,; chunked0123456789abcxyz\t\x00\xff";
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut buf = Vec::with_capacity(seed.len());
+        for _ in 0..20_000 {
+            buf.clear();
+            buf.extend_from_slice(seed);
+            for _ in 0..next() % 6 + 1 {
+                let x = next();
+                let at = x as usize % buf.len();
+                buf[at] = alphabet[(x >> 32) as usize % alphabet.len()];
+            }
+            let cut = next() as usize % (buf.len() + 1);
+            let mut headers = empty();
+            if let Ok(Some(head)) = parse_request(&buf[..cut], &mut headers) {
+                assert!(head.len <= cut);
+                let _ = request_framing(head.headers);
+                let _ = keep_alive(head.version, head.headers);
+                let _ = is_hop_by_hop("x", head.headers);
+            }
+        }
+    }
 }
