@@ -1,13 +1,22 @@
 //! Ingress rules: which origin service serves a request. Sans-IO: matching takes the host
 //! and path as strings.
+//!
+//! [`super::config`] reads the rules from YAML; the checks on single values (service,
+//! hostname, path, Host header) and on the order of the rules live here so that
+//! [`Ingress::single`] and the config agree on what is valid.
 
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where a rule sends requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Service {
-    /// `http://host:port` or `https://host:port` (default ports 80 and 443).
+    /// `http://host:port` or `https://host:port` (default ports 80 and 443). `host` is a DNS
+    /// name or IPv4 address as written, or an IPv6 address without its brackets, so that
+    /// `(host.as_str(), port)` resolves directly.
     Http { tls: bool, host: String, port: u16 },
     /// `unix:/path` or `unix+tls:/path`: HTTP over a Unix socket.
     Unix { tls: bool, path: std::path::PathBuf },
@@ -35,6 +44,24 @@ pub struct OriginSettings {
     /// `responseTimeout`: how long to wait for the origin's response head, default 100 s;
     /// past it the client gets 504.
     pub response_timeout: Duration,
+    /// `caPool`: PEM file of the CAs that TLS origins are verified against, instead of the
+    /// system roots. A relative path in a config file is resolved against its directory.
+    pub ca_pool: Option<PathBuf>,
+}
+
+impl Default for OriginSettings {
+    fn default() -> Self {
+        OriginSettings {
+            connect_timeout: Duration::from_secs(30),
+            keep_alive_connections: 100,
+            keep_alive_timeout: Duration::from_secs(90),
+            http_host_header: None,
+            no_tls_verify: false,
+            origin_server_name: None,
+            response_timeout: Duration::from_secs(100),
+            ca_pool: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -64,13 +91,750 @@ pub struct IngressError {
 impl Ingress {
     /// A single catch-all rule for `service` (as `adit tunnel run --url` and `adit quick`).
     pub fn single(service: &str) -> Result<Ingress, IngressError> {
-        let _ = service;
-        todo!()
+        let service =
+            parse_service(service).map_err(|message| IngressError { rule: 1, message })?;
+        Ok(Ingress {
+            rules: vec![Rule {
+                hostname: None,
+                path: None,
+                service,
+                origin: OriginSettings::default(),
+            }],
+        })
     }
 
     /// The index and rule serving `host` (port stripped here) and `path`.
+    ///
+    /// The query, if `path` has one, is not part of the match. Panics if `rules` is empty,
+    /// which a validated `Ingress` never is.
     pub fn find(&self, host: &str, path: &str) -> (usize, &Rule) {
-        let _ = (host, path);
-        todo!()
+        let host = host_without_port(host);
+        let path = path.split_once('?').map_or(path, |(path, _query)| path);
+
+        // A validated list ends with a catch-all, so the fallback only serves hand-built lists.
+        let last = self.rules.len().saturating_sub(1);
+        let index = self
+            .rules
+            .iter()
+            .position(|rule| rule.matches(host, path))
+            .unwrap_or(last);
+        (index, &self.rules[index])
+    }
+}
+
+impl Rule {
+    /// Whether the rule matches every request: no hostname (or `*`) and no path.
+    pub fn is_catch_all(&self) -> bool {
+        self.hostname.is_none() && self.path.is_none()
+    }
+
+    /// `host` is without its port, `path` without its query.
+    fn matches(&self, host: &str, path: &str) -> bool {
+        let host_ok = self
+            .hostname
+            .as_deref()
+            .is_none_or(|pattern| host_matches(pattern, host));
+        host_ok && self.path.as_ref().is_none_or(|regex| regex.is_match(path))
+    }
+}
+
+/// `pattern` is lowercase (validated); `host` may be in any case. `*.example.com` matches
+/// subdomains at any depth but not `example.com` itself.
+fn host_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix('*') {
+        Some(suffix) => {
+            host.len() > suffix.len()
+                && host
+                    .as_bytes()
+                    .get(host.len() - suffix.len()..)
+                    .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix.as_bytes()))
+        }
+        None => host.eq_ignore_ascii_case(pattern),
+    }
+}
+
+/// Strips `:port` (also after `[v6]`) and the trailing dot of a fully qualified name.
+fn host_without_port(host: &str) -> &str {
+    let host = if host.starts_with('[') {
+        match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            // More than one colon is a bare IPv6 address, which has no port to strip.
+            Some((name, _port)) if !name.contains(':') => name,
+            _ => host,
+        }
+    };
+    host.strip_suffix('.').unwrap_or(host)
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Service::Http { tls, host, port } => {
+                let (scheme, default_port) = if *tls { ("https", 443) } else { ("http", 80) };
+                if host.contains(':') {
+                    write!(f, "{scheme}://[{host}]")?;
+                } else {
+                    write!(f, "{scheme}://{host}")?;
+                }
+                if *port != default_port {
+                    write!(f, ":{port}")?;
+                }
+                Ok(())
+            }
+            Service::Unix { tls, path } => {
+                let scheme = if *tls { "unix+tls" } else { "unix" };
+                write!(f, "{scheme}:{}", path.display())
+            }
+            Service::Status(code) => write!(f, "http_status:{code}"),
+            Service::HelloWorld => f.write_str("hello_world"),
+        }
+    }
+}
+
+/// The longest socket path `sockaddr_un` holds, leaving room for the terminating NUL.
+const MAX_UNIX_PATH: usize = 107;
+
+/// Parses a `service` value; the error is a full sentence naming the service.
+pub(super) fn parse_service(text: &str) -> Result<Service, String> {
+    if text == "hello_world" {
+        return Ok(Service::HelloWorld);
+    }
+    if let Some(code) = text.strip_prefix("http_status:") {
+        return parse_digits(code)
+            .filter(|code| (100..=599).contains(code))
+            .map(Service::Status)
+            .ok_or_else(|| {
+                format!("service {text:?}: the status must be a number from 100 to 599")
+            });
+    }
+    if let Some(path) = text.strip_prefix("unix+tls:") {
+        return parse_unix(text, path, true);
+    }
+    if let Some(path) = text.strip_prefix("unix:") {
+        return parse_unix(text, path, false);
+    }
+    if let Some((scheme, rest)) = text.split_once("://") {
+        match scheme.to_ascii_lowercase().as_str() {
+            "http" => return parse_http(text, rest, false),
+            "https" => return parse_http(text, rest, true),
+            "tcp" | "ssh" | "rdp" | "smb" => {
+                return Err(format!("service {text:?} is not supported yet"));
+            }
+            _ => {}
+        }
+    }
+    if text == "bastion" || text == "socks-proxy" {
+        return Err(format!("service {text:?} is not supported yet"));
+    }
+    Err(format!(
+        "service {text:?} is not a known service \
+         (use http://, https://, unix:, unix+tls:, http_status:NNN or hello_world)"
+    ))
+}
+
+fn parse_unix(text: &str, path: &str, tls: bool) -> Result<Service, String> {
+    if !path.starts_with('/') {
+        return Err(format!(
+            "service {text:?}: the socket path must be absolute, as in unix:/run/app.sock"
+        ));
+    }
+    if path.len() > MAX_UNIX_PATH {
+        return Err(format!(
+            "service {text:?}: the socket path is longer than {MAX_UNIX_PATH} bytes"
+        ));
+    }
+    Ok(Service::Unix {
+        tls,
+        path: PathBuf::from(path),
+    })
+}
+
+/// `rest` is what follows `scheme://`.
+fn parse_http(text: &str, rest: &str, tls: bool) -> Result<Service, String> {
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+
+    let path_end = tail.find(['?', '#']).unwrap_or(tail.len());
+    if !matches!(&tail[..path_end], "" | "/") {
+        return Err(format!("service {text:?}: service URL may not have a path"));
+    }
+    if path_end < tail.len() {
+        return Err(format!(
+            "service {text:?}: service URL may not have a query or fragment"
+        ));
+    }
+    if authority.contains('@') {
+        return Err(format!(
+            "service {text:?}: service URL may not have user info"
+        ));
+    }
+
+    let (host, port) =
+        split_host_port(authority).map_err(|reason| format!("service {text:?}: {reason}"))?;
+    let port = port.unwrap_or(if tls { 443 } else { 80 });
+    Ok(Service::Http {
+        tls,
+        host: host.to_owned(),
+        port,
+    })
+}
+
+/// Checks an `httpHostHeader` value: `host` or `host:port`, with IPv6 in brackets.
+pub(super) fn check_host_header(text: &str) -> Result<(), String> {
+    split_host_port(text)
+        .map(|_| ())
+        .map_err(|reason| format!("{text:?} is not a valid host[:port]: {reason}"))
+}
+
+/// Splits `host[:port]` or `[v6][:port]`; the host comes back without brackets.
+fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), String> {
+    if authority.is_empty() {
+        return Err("the host is missing".to_owned());
+    }
+
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (inner, after) = rest
+            .split_once(']')
+            .ok_or("the IPv6 address is missing its closing ']'")?;
+        if inner.parse::<Ipv6Addr>().is_err() {
+            return Err(format!("{inner:?} is not an IPv6 address"));
+        }
+        let port = match after {
+            "" => None,
+            after => Some(after.strip_prefix(':').ok_or("unexpected text after ']'")?),
+        };
+        (inner, port)
+    } else {
+        let (host, port) = match authority.split_once(':') {
+            Some((_, port)) if port.contains(':') => {
+                return Err("an IPv6 address must be written in brackets, as in [::1]".to_owned());
+            }
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        };
+        check_origin_host(host)?;
+        (host, port)
+    };
+
+    let port = match port {
+        Some(text) => match parse_digits(text).filter(|port| *port != 0) {
+            Some(port) => Some(port),
+            None => return Err(format!("{text:?} is not a port number (1 to 65535)")),
+        },
+        None => None,
+    };
+    Ok((host, port))
+}
+
+/// An origin host name is looser than a rule hostname: container and service names often
+/// hold underscores, and case does not matter.
+fn check_origin_host(host: &str) -> Result<(), String> {
+    let name_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_');
+    if host.is_empty() {
+        return Err("the host is missing".to_owned());
+    }
+    if host.len() > 253 || !host.bytes().all(name_byte) {
+        return Err(format!("{host:?} is not a valid host name or IP address"));
+    }
+    // All digits and dots is meant as an IPv4 address, and a typo there must not become a
+    // DNS lookup.
+    let looks_ipv4 = host.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if looks_ipv4 && host.parse::<Ipv4Addr>().is_err() {
+        return Err(format!("{host:?} is not a valid IPv4 address"));
+    }
+    Ok(())
+}
+
+/// A non-empty run of ASCII digits as a `u16` (no sign, no spaces).
+fn parse_digits(text: &str) -> Option<u16> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// Validates a rule's `hostname` and returns it lowercased; `*` means every host (`None`).
+pub(super) fn parse_hostname(text: &str) -> Result<Option<String>, String> {
+    if text == "*" {
+        return Ok(None);
+    }
+    if text.is_empty() {
+        return Err("hostname may not be empty (leave it out to match every host)".to_owned());
+    }
+    if text.contains("://") {
+        return Err(format!(
+            "hostname {text:?} may not have a scheme; write only the name"
+        ));
+    }
+    if text.contains(':') {
+        return Err(format!("hostname {text:?} may not have a port"));
+    }
+    if text.contains('/') {
+        return Err(format!(
+            "hostname {text:?} may not have a path; use the rule's path"
+        ));
+    }
+
+    let lower = text.to_ascii_lowercase();
+    let name = lower.strip_prefix("*.").unwrap_or(&lower);
+    if name.contains('*') {
+        return Err(format!(
+            "hostname {text:?}: a wildcard is allowed only as a leading \"*.\""
+        ));
+    }
+    if lower.len() > 253 {
+        return Err(format!("hostname {text:?} is longer than 253 characters"));
+    }
+    for label in name.split('.') {
+        check_label(text, label)?;
+    }
+    Ok(Some(lower))
+}
+
+fn check_label(text: &str, label: &str) -> Result<(), String> {
+    if label.is_empty() {
+        return Err(format!("hostname {text:?} has an empty label"));
+    }
+    if label.len() > 63 {
+        return Err(format!(
+            "hostname {text:?} has a label longer than 63 characters"
+        ));
+    }
+    let label_byte = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
+    if !label.bytes().all(label_byte) {
+        return Err(format!(
+            "hostname {text:?} may hold only letters, digits, '-' and '.' \
+             (write international names in punycode, xn--...)"
+        ));
+    }
+    if label.starts_with('-') || label.ends_with('-') {
+        return Err(format!(
+            "hostname {text:?} has a label that starts or ends with '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// Compiles a rule's `path`.
+pub(super) fn parse_path(text: &str) -> Result<regex::Regex, String> {
+    if text.is_empty() {
+        return Err("path may not be empty (leave it out to match every path)".to_owned());
+    }
+    regex::Regex::new(text)
+        .map_err(|err| format!("path {text:?} is not a valid regular expression: {err}"))
+}
+
+/// Checks that only the last rule matches every request and that it does. The caller
+/// refuses an empty list first.
+pub(super) fn check_rule_order(rules: &[Rule]) -> Result<(), IngressError> {
+    let Some((last, before)) = rules.split_last() else {
+        return Ok(());
+    };
+    if let Some(index) = before.iter().position(Rule::is_catch_all) {
+        return Err(IngressError {
+            rule: index + 1,
+            message: "it matches every request, so the rules after it are never used".to_owned(),
+        });
+    }
+    if !last.is_catch_all() {
+        return Err(IngressError {
+            rule: rules.len(),
+            message: "the last rule must match every request (no hostname or path)".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(hostname: Option<&str>, path: Option<&str>, service: &str) -> Rule {
+        Rule {
+            hostname: hostname.map(|name| parse_hostname(name).unwrap().unwrap()),
+            path: path.map(|path| parse_path(path).unwrap()),
+            service: parse_service(service).unwrap(),
+            origin: OriginSettings::default(),
+        }
+    }
+
+    fn sample() -> Ingress {
+        Ingress {
+            rules: vec![
+                rule(
+                    Some("app.example.com"),
+                    Some("^/api/"),
+                    "http://127.0.0.1:8001",
+                ),
+                rule(Some("app.example.com"), None, "http://127.0.0.1:8002"),
+                rule(
+                    Some("*.example.com"),
+                    Some("/static/"),
+                    "http://127.0.0.1:8003",
+                ),
+                rule(Some("*.example.com"), None, "http://127.0.0.1:8004"),
+                rule(None, None, "http_status:404"),
+            ],
+        }
+    }
+
+    fn index(ingress: &Ingress, host: &str, path: &str) -> usize {
+        ingress.find(host, path).0
+    }
+
+    #[test]
+    fn find_matches_host_exactly_with_port_and_in_any_case() {
+        let ingress = sample();
+        assert_eq!(index(&ingress, "app.example.com", "/"), 1);
+        assert_eq!(index(&ingress, "app.example.com:8443", "/"), 1);
+        assert_eq!(index(&ingress, "APP.Example.COM", "/"), 1);
+        assert_eq!(index(&ingress, "app.example.com.", "/"), 1);
+        assert_eq!(index(&ingress, "app.example.com", "/api/users"), 0);
+        assert_eq!(index(&ingress, "other.test", "/"), 4);
+        assert_eq!(index(&ingress, "[::1]:8080", "/"), 4);
+        assert_eq!(index(&ingress, "::1", "/api/"), 4);
+        assert_eq!(index(&ingress, "", "/"), 4);
+    }
+
+    #[test]
+    fn find_wildcard_matches_any_depth_but_not_apex() {
+        let ingress = sample();
+        assert_eq!(index(&ingress, "b.example.com", "/"), 3);
+        assert_eq!(index(&ingress, "a.b.c.example.com:80", "/"), 3);
+        assert_eq!(index(&ingress, "X.EXAMPLE.COM", "/"), 3);
+        assert_eq!(index(&ingress, "example.com", "/"), 4);
+        assert_eq!(index(&ingress, ".example.com", "/"), 4);
+        assert_eq!(index(&ingress, "badexample.com", "/"), 4);
+    }
+
+    #[test]
+    fn find_path_is_unanchored_and_ignores_the_query() {
+        let ingress = sample();
+        assert_eq!(index(&ingress, "b.example.com", "/v1/static/app.js"), 2);
+        assert_eq!(index(&ingress, "app.example.com", "/v2/api/users"), 1);
+        assert_eq!(index(&ingress, "app.example.com", "/home?next=/api/"), 1);
+        assert_eq!(index(&ingress, "app.example.com", "/api/?x=1"), 0);
+        assert_eq!(index(&ingress, "b.example.com", "/?/static/"), 3);
+    }
+
+    #[test]
+    fn find_returns_the_rule_itself() {
+        let ingress = sample();
+        let (index, rule) = ingress.find("app.example.com", "/api/x");
+        assert_eq!(index, 0);
+        assert_eq!(
+            rule.service,
+            Service::Http {
+                tls: false,
+                host: "127.0.0.1".to_owned(),
+                port: 8001
+            }
+        );
+    }
+
+    #[test]
+    fn single_is_one_catch_all_rule_with_defaults() {
+        let ingress = Ingress::single("https://[::1]:8443").unwrap();
+        assert_eq!(ingress.rules.len(), 1);
+        let rule = &ingress.rules[0];
+        assert_eq!(rule.hostname, None);
+        assert!(rule.path.is_none());
+        assert_eq!(
+            rule.service,
+            Service::Http {
+                tls: true,
+                host: "::1".to_owned(),
+                port: 8443
+            }
+        );
+        assert_eq!(rule.origin, OriginSettings::default());
+        assert_eq!(ingress.find("anything.test", "/x").0, 0);
+
+        assert_eq!(
+            Ingress::single("ftp://x").unwrap_err(),
+            IngressError {
+                rule: 1,
+                message: "service \"ftp://x\" is not a known service (use http://, https://, \
+                          unix:, unix+tls:, http_status:NNN or hello_world)"
+                    .to_owned(),
+            }
+        );
+    }
+
+    #[test]
+    fn origin_settings_defaults() {
+        let settings = OriginSettings::default();
+        assert_eq!(settings.connect_timeout, Duration::from_secs(30));
+        assert_eq!(settings.keep_alive_connections, 100);
+        assert_eq!(settings.keep_alive_timeout, Duration::from_secs(90));
+        assert_eq!(settings.response_timeout, Duration::from_secs(100));
+        assert_eq!(settings.http_host_header, None);
+        assert!(!settings.no_tls_verify);
+        assert_eq!(settings.origin_server_name, None);
+        assert_eq!(settings.ca_pool, None);
+    }
+
+    #[test]
+    fn services_parse() {
+        let http = |tls, host: &str, port| Service::Http {
+            tls,
+            host: host.to_owned(),
+            port,
+        };
+        assert_eq!(
+            parse_service("http://localhost"),
+            Ok(http(false, "localhost", 80))
+        );
+        assert_eq!(
+            parse_service("https://localhost/"),
+            Ok(http(true, "localhost", 443))
+        );
+        assert_eq!(
+            parse_service("http://10.0.0.1:8080"),
+            Ok(http(false, "10.0.0.1", 8080))
+        );
+        assert_eq!(
+            parse_service("HTTP://web_1:81"),
+            Ok(http(false, "web_1", 81))
+        );
+        assert_eq!(parse_service("http://[::1]"), Ok(http(false, "::1", 80)));
+        assert_eq!(
+            parse_service("https://[fe80::1]:9/"),
+            Ok(http(true, "fe80::1", 9))
+        );
+        assert_eq!(
+            parse_service("unix:/run/app.sock"),
+            Ok(Service::Unix {
+                tls: false,
+                path: PathBuf::from("/run/app.sock")
+            })
+        );
+        assert_eq!(
+            parse_service("unix+tls:/run/app.sock"),
+            Ok(Service::Unix {
+                tls: true,
+                path: PathBuf::from("/run/app.sock")
+            })
+        );
+        assert_eq!(parse_service("http_status:100"), Ok(Service::Status(100)));
+        assert_eq!(parse_service("http_status:599"), Ok(Service::Status(599)));
+        assert_eq!(parse_service("hello_world"), Ok(Service::HelloWorld));
+    }
+
+    #[test]
+    fn services_refused_with_reasons() {
+        let error = |text: &str| parse_service(text).unwrap_err();
+        assert_eq!(
+            error("http://127.0.0.1:8000/api"),
+            "service \"http://127.0.0.1:8000/api\": service URL may not have a path"
+        );
+        assert_eq!(
+            error("http://a/?x=1"),
+            "service \"http://a/?x=1\": service URL may not have a query or fragment"
+        );
+        assert_eq!(
+            error("http://u@a"),
+            "service \"http://u@a\": service URL may not have user info"
+        );
+        assert_eq!(
+            error("tcp://localhost:22"),
+            "service \"tcp://localhost:22\" is not supported yet"
+        );
+        assert_eq!(
+            error("ssh://localhost:22"),
+            "service \"ssh://localhost:22\" is not supported yet"
+        );
+        assert_eq!(
+            error("rdp://localhost"),
+            "service \"rdp://localhost\" is not supported yet"
+        );
+        assert_eq!(
+            error("socks-proxy"),
+            "service \"socks-proxy\" is not supported yet"
+        );
+        assert_eq!(
+            error("localhost:8000"),
+            "service \"localhost:8000\" is not a known service \
+             (use http://, https://, unix:, unix+tls:, http_status:NNN or hello_world)"
+        );
+        assert_eq!(
+            error("http_status:99"),
+            "service \"http_status:99\": the status must be a number from 100 to 599"
+        );
+        assert_eq!(
+            error("http_status:+404"),
+            "service \"http_status:+404\": the status must be a number from 100 to 599"
+        );
+        assert_eq!(
+            error("unix:run/app.sock"),
+            "service \"unix:run/app.sock\": the socket path must be absolute, \
+             as in unix:/run/app.sock"
+        );
+        assert_eq!(error("http://"), "service \"http://\": the host is missing");
+        assert_eq!(
+            error("http://:80"),
+            "service \"http://:80\": the host is missing"
+        );
+        assert_eq!(
+            error("http://a:0"),
+            "service \"http://a:0\": \"0\" is not a port number (1 to 65535)"
+        );
+        assert_eq!(
+            error("http://a:65536"),
+            "service \"http://a:65536\": \"65536\" is not a port number (1 to 65535)"
+        );
+        assert_eq!(
+            error("http://::1"),
+            "service \"http://::1\": an IPv6 address must be written in brackets, as in [::1]"
+        );
+        assert_eq!(
+            error("http://[::g]"),
+            "service \"http://[::g]\": \"::g\" is not an IPv6 address"
+        );
+        assert_eq!(
+            error("http://10.0.0.256"),
+            "service \"http://10.0.0.256\": \"10.0.0.256\" is not a valid IPv4 address"
+        );
+        assert_eq!(
+            error("http://a b"),
+            "service \"http://a b\": \"a b\" is not a valid host name or IP address"
+        );
+    }
+
+    #[test]
+    fn service_display_round_trips() {
+        for text in [
+            "http://127.0.0.1:8000",
+            "http://localhost",
+            "https://origin.example",
+            "https://origin.example:8443",
+            "http://[::1]:8080",
+            "https://[::1]",
+            "unix:/run/app.sock",
+            "unix+tls:/run/app.sock",
+            "http_status:404",
+            "hello_world",
+        ] {
+            let service = parse_service(text).unwrap();
+            assert_eq!(service.to_string(), text);
+            assert_eq!(parse_service(&service.to_string()), Ok(service));
+        }
+        assert_eq!(
+            parse_service("http://a:80/").unwrap().to_string(),
+            "http://a"
+        );
+        assert_eq!(
+            parse_service("https://a:80").unwrap().to_string(),
+            "https://a:80"
+        );
+    }
+
+    #[test]
+    fn hostnames_are_lowercased_and_checked() {
+        assert_eq!(
+            parse_hostname("App.Example.com"),
+            Ok(Some("app.example.com".to_owned()))
+        );
+        assert_eq!(
+            parse_hostname("*.example.com"),
+            Ok(Some("*.example.com".to_owned()))
+        );
+        assert_eq!(parse_hostname("*"), Ok(None));
+
+        let error = |text: &str| parse_hostname(text).unwrap_err();
+        assert_eq!(
+            error(""),
+            "hostname may not be empty (leave it out to match every host)"
+        );
+        assert_eq!(
+            error("https://a.example"),
+            "hostname \"https://a.example\" may not have a scheme; write only the name"
+        );
+        assert_eq!(
+            error("a.example:443"),
+            "hostname \"a.example:443\" may not have a port"
+        );
+        assert_eq!(
+            error("a.example/api"),
+            "hostname \"a.example/api\" may not have a path; use the rule's path"
+        );
+        assert_eq!(
+            error("a.*.example"),
+            "hostname \"a.*.example\": a wildcard is allowed only as a leading \"*.\""
+        );
+        assert_eq!(
+            error("*example.com"),
+            "hostname \"*example.com\": a wildcard is allowed only as a leading \"*.\""
+        );
+        assert_eq!(
+            error("a..example"),
+            "hostname \"a..example\" has an empty label"
+        );
+        assert_eq!(
+            error("a.example."),
+            "hostname \"a.example.\" has an empty label"
+        );
+        assert_eq!(
+            error("a_b.example"),
+            "hostname \"a_b.example\" may hold only letters, digits, '-' and '.' \
+             (write international names in punycode, xn--...)"
+        );
+        assert_eq!(
+            error("-a.example"),
+            "hostname \"-a.example\" has a label that starts or ends with '-'"
+        );
+        let long = format!("{}.example", "a".repeat(64));
+        assert_eq!(
+            error(&long),
+            format!("hostname {long:?} has a label longer than 63 characters")
+        );
+    }
+
+    #[test]
+    fn paths_and_host_headers_are_checked() {
+        assert_eq!(
+            parse_path("").unwrap_err(),
+            "path may not be empty (leave it out to match every path)"
+        );
+        let err = parse_path("^/api/(").unwrap_err();
+        assert!(err
+            .starts_with("path \"^/api/(\" is not a valid regular expression: regex parse error:"));
+        assert!(err.ends_with("error: unclosed group"), "{err}");
+
+        assert_eq!(check_host_header("internal.example"), Ok(()));
+        assert_eq!(check_host_header("internal.example:8080"), Ok(()));
+        assert_eq!(check_host_header("[::1]:8080"), Ok(()));
+        assert_eq!(
+            check_host_header("a:b"),
+            Err(
+                "\"a:b\" is not a valid host[:port]: \"b\" is not a port number (1 to 65535)"
+                    .to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn rule_order_is_checked() {
+        let catch_all = rule(None, None, "hello_world");
+        let host = rule(Some("a.example"), None, "hello_world");
+        let path = rule(None, Some("^/x"), "hello_world");
+
+        assert_eq!(check_rule_order(&[host.clone(), catch_all.clone()]), Ok(()));
+        assert_eq!(
+            check_rule_order(&[catch_all.clone(), host.clone(), catch_all.clone()]),
+            Err(IngressError {
+                rule: 1,
+                message: "it matches every request, so the rules after it are never used"
+                    .to_owned()
+            })
+        );
+        assert_eq!(
+            check_rule_order(&[host, path]).unwrap_err().to_string(),
+            "ingress rule 2: the last rule must match every request (no hostname or path)"
+        );
     }
 }
