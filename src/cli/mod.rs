@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod ingress;
 mod logging;
+mod quick;
 mod roles;
 mod tunnel;
 
@@ -215,7 +216,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_logging(&cli.loglevel)?;
     match cli.command {
         Command::Edge(args) => roles::edge(args),
-        Command::Quick(args) => roles::quick(args),
+        Command::Quick(args) => quick::quick(args),
         Command::Origin(args) => roles::origin(args),
         Command::Tunnel(TunnelCommand::Run(args)) => roles::connector(args),
         Command::Tunnel(TunnelCommand::Ingress(cmd)) => ingress::run(cmd),

@@ -1,25 +1,77 @@
-//! The long-running roles: edge, connector, quick tunnel, origin.
+//! The long-running roles: edge, connector, origin. (The quick tunnel is in `quick.rs`.)
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{EdgeArgs, OriginArgs, QuickArgs, RunArgs};
+use anyhow::{bail, Context};
+
+use super::{EdgeArgs, OriginArgs, RunArgs};
+use crate::connector::{self, config::Config, ingress::Ingress, ConnectorConfig};
+use crate::edge::{self, EdgeConfig};
+use crate::runtime;
+use crate::tunnel::credentials::Credentials;
 
 pub fn edge(args: EdgeArgs) -> anyhow::Result<ExitCode> {
-    let _ = args;
-    todo!()
+    let edge = edge::start(EdgeConfig {
+        data_dir: args.data_dir,
+        listen_tunnel: args.listen_tunnel,
+        listen_http: args.listen_http,
+        listen_admin: args.listen_admin,
+        workers: args.workers.unwrap_or_else(runtime::default_workers),
+    })?;
+    for thread in edge.threads {
+        let _ = thread.join();
+    }
+    bail!("every edge worker stopped")
 }
 
 pub fn connector(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let _ = args;
-    todo!()
-}
-
-pub fn quick(args: QuickArgs) -> anyhow::Result<ExitCode> {
-    let _ = args;
-    todo!()
+    let (ingress, tunnel, cred_file) = match (&args.config, &args.url) {
+        (Some(_), Some(_)) => bail!("pass either --config or --url, not both"),
+        (Some(path), None) => {
+            let config = Config::load(path).map_err(|err| anyhow::anyhow!("{err}"))?;
+            let tunnel = args.tunnel.clone().or(config.tunnel);
+            let cred_file = args.cred_file.clone().or(config.credentials_file);
+            (config.ingress, tunnel, cred_file)
+        }
+        (None, Some(url)) => {
+            let ingress =
+                Ingress::single(url).map_err(|err| anyhow::anyhow!("--url: {}", err.message))?;
+            (ingress, args.tunnel.clone(), args.cred_file.clone())
+        }
+        (None, None) => bail!("no ingress rules: pass --config FILE or --url URL"),
+    };
+    let cred_file: PathBuf = cred_file
+        .context("no credentials file: set credentials-file in the config or pass --cred-file")?;
+    let credentials = Credentials::load(&cred_file)?;
+    if let Some(tunnel) = &tunnel {
+        let id = credentials.tunnel_id.to_string();
+        if *tunnel != credentials.tunnel_name && *tunnel != id {
+            bail!(
+                "{} holds the credentials of tunnel {} ({id}), not {tunnel}",
+                cred_file.display(),
+                credentials.tunnel_name
+            );
+        }
+    }
+    let workers = args.workers.unwrap_or_else(runtime::default_workers);
+    let connector = connector::start(ConnectorConfig {
+        credentials,
+        ingress,
+        ha_connections: args.ha_connections,
+        workers,
+        edge: args.edge,
+    })?;
+    Err(connector.wait())
 }
 
 pub fn origin(args: OriginArgs) -> anyhow::Result<ExitCode> {
-    let _ = args;
-    todo!()
+    let workers = args.workers.unwrap_or_else(runtime::default_workers);
+    let origin = crate::origin::spawn(args.listen, workers)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    println!("adit origin listening on http://{}/", origin.addr);
+    for thread in origin.threads {
+        let _ = thread.join();
+    }
+    bail!("every origin worker stopped")
 }

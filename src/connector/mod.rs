@@ -1,4 +1,133 @@
 //! The connector: outbound QUIC connections to the edge, ingress rules, origin proxy.
+//!
+//! `--ha-connections` connections are spread over the connector's workers (connection `i`
+//! lives on worker `i % workers`); each worker has its own QUIC endpoint, its own pool of
+//! origin connections, and serves the streams of the connections it owns.
 
 pub mod config;
 pub mod ingress;
+mod link;
+mod origin;
+mod pool;
+mod serve;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use anyhow::Context;
+use uuid::Uuid;
+
+use crate::quic::{self, Endpoint};
+use crate::runtime;
+use crate::tunnel::credentials::Credentials;
+use ingress::Ingress;
+use link::LinkSettings;
+use serve::Local;
+
+pub use link::backoff;
+
+/// What a connector runs with.
+pub struct ConnectorConfig {
+    pub credentials: Credentials,
+    pub ingress: Ingress,
+    pub ha_connections: u8,
+    pub workers: usize,
+    /// The edge's tunnel address; the credentials file's when `None`.
+    pub edge: Option<SocketAddr>,
+}
+
+/// A running connector.
+pub struct Connector {
+    pub connector_id: Uuid,
+    pub threads: Vec<JoinHandle<()>>,
+    fatal: crossbeam_channel::Receiver<String>,
+}
+
+impl Connector {
+    /// Blocks until the connector cannot go on (the edge refused the tunnel), with why.
+    pub fn wait(&self) -> anyhow::Error {
+        match self.fatal.recv() {
+            Ok(why) => anyhow::anyhow!(why),
+            Err(_) => anyhow::anyhow!("every connector worker stopped"),
+        }
+    }
+}
+
+/// Starts the workers, which connect and register on their own.
+pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
+    let secret = config
+        .credentials
+        .secret()
+        .context("the credentials file's tunnel secret is not 32 hex-encoded bytes")?;
+    let client_config = quic::client_config(&config.credentials.edge_ca)
+        .context("the credentials file's edge CA is not usable")?;
+    let edge = config.edge.unwrap_or(config.credentials.edge_addr);
+    let connector_id = Uuid::new_v4();
+    let ha = config.ha_connections.max(1);
+    let workers = config.workers.clamp(1, usize::from(ha));
+
+    let settings = LinkSettings {
+        edge,
+        client_config,
+        tunnel_id: config.credentials.tunnel_id,
+        secret,
+        connector_id,
+        platform: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
+    };
+    let settings = Arc::new(settings);
+    let ingress = Arc::new(config.ingress);
+    let (fatal_tx, fatal) = crossbeam_channel::unbounded();
+
+    let local_ip = match edge.ip() {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    let sockets = (0..workers)
+        .map(|_| std::net::UdpSocket::bind(SocketAddr::new(local_ip, 0)))
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("cannot bind a UDP socket for the tunnel")?;
+
+    let threads = runtime::spawn_workers("connector", sockets, move |index, socket| {
+        let settings = settings.clone();
+        let ingress = ingress.clone();
+        let fatal = fatal_tx.clone();
+        async move {
+            let endpoint = match Endpoint::new(socket, None) {
+                Ok(endpoint) => endpoint,
+                Err(err) => {
+                    let _ = fatal.send(format!("cannot start the QUIC endpoint: {err}"));
+                    return;
+                }
+            };
+            let local = Rc::new(Local {
+                ingress,
+                pool: Default::default(),
+            });
+            let settings = Rc::new(LinkSettings::clone(&settings));
+            let links: Vec<_> = (0..ha)
+                .filter(|i| usize::from(*i) % workers == index)
+                .map(|i| {
+                    let link = link::run_link(
+                        local.clone(),
+                        endpoint.clone(),
+                        settings.clone(),
+                        i,
+                        fatal.clone(),
+                    );
+                    monoio::spawn(link)
+                })
+                .collect();
+            for link in links {
+                link.await;
+            }
+        }
+    })?;
+    tracing::info!(%connector_id, %edge, connections = ha, workers, "connector started");
+    Ok(Connector {
+        connector_id,
+        threads,
+        fatal,
+    })
+}

@@ -61,7 +61,18 @@ pub async fn proxy(
             },
         };
         let body = request.line.body;
-        match exchange(conn, head.clone(), first.clone(), body, send, recv, rule, is_head).await {
+        match exchange(
+            conn,
+            head.clone(),
+            first.clone(),
+            body,
+            send,
+            recv,
+            rule,
+            is_head,
+        )
+        .await
+        {
             Exchange::Done(Some(conn)) => {
                 local
                     .pool
@@ -74,7 +85,10 @@ pub async fn proxy(
                 continue;
             }
             Exchange::NoResponse => {
-                let message = format!("origin {} closed the connection without answering", rule.service);
+                let message = format!(
+                    "origin {} closed the connection without answering",
+                    rule.service
+                );
                 send_error(send, ErrorCode::OriginProtocol, &message).await;
             }
             Exchange::Failed(code, message) => send_error(send, code, &message).await,
@@ -136,7 +150,8 @@ fn request_head(rule: &Rule, request: &RequestFrame<'_>) -> Bytes {
         }
         if name.eq_ignore_ascii_case(b"x-forwarded-proto")
             || name.eq_ignore_ascii_case(b"adit-connecting-ip")
-            || name.eq_ignore_ascii_case(b"x-forwarded-host") && rule.origin.http_host_header.is_some()
+            || name.eq_ignore_ascii_case(b"x-forwarded-host")
+                && rule.origin.http_host_header.is_some()
         {
             continue;
         }
@@ -260,7 +275,10 @@ async fn download(
             }
             Ok(None) => break,
             Err(err) => {
-                tracing::debug!("response body from origin {} broke off: {err}", rule.service);
+                tracing::debug!(
+                    "response body from origin {} broke off: {err}",
+                    rule.service
+                );
                 send.reset(RESET_ORIGIN);
                 return Err(Failure::AfterHead);
             }
@@ -328,7 +346,12 @@ async fn read_head(
         *buf = filled;
         match result {
             Ok(0) if buf.is_empty() => return Err(Failure::NoResponse),
-            Ok(0) => return Err(protocol(format!("origin {} closed mid-response", rule.service))),
+            Ok(0) => {
+                return Err(protocol(format!(
+                    "origin {} closed mid-response",
+                    rule.service
+                )))
+            }
             Ok(_) => {}
             Err(_) if buf.is_empty() => return Err(Failure::NoResponse),
             Err(err) => return Err(protocol(format!("origin {}: {err}", rule.service))),

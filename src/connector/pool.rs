@@ -127,7 +127,11 @@ pub async fn dial(service: &Service, settings: &OriginSettings) -> Result<Origin
     let name = || service.to_string();
     let connect = async {
         match service {
-            Service::Http { tls: false, host, port } => {
+            Service::Http {
+                tls: false,
+                host,
+                port,
+            } => {
                 let stream = TcpStream::connect((host.as_str(), *port)).await?;
                 let _ = stream.set_nodelay(true);
                 Ok(OriginConn::Tcp(stream))
@@ -138,7 +142,10 @@ pub async fn dial(service: &Service, settings: &OriginSettings) -> Result<Origin
             _ => Err(std::io::Error::other("tls")),
         }
     };
-    if matches!(service, Service::Http { tls: true, .. } | Service::Unix { tls: true, .. }) {
+    if matches!(
+        service,
+        Service::Http { tls: true, .. } | Service::Unix { tls: true, .. }
+    ) {
         return Err(DialError::Tls { service: name() });
     }
     match monoio::time::timeout(settings.connect_timeout, connect).await {

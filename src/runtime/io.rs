@@ -90,7 +90,10 @@ pub fn invalid_data<E: std::error::Error + Send + Sync + 'static>(err: E) -> io:
 /// Polls both futures; returns as soon as the second completes, with the first's output if
 /// it finished by then. The first, if unfinished, is dropped
 /// with whatever operation it had in flight.
-pub async fn until_second<A: std::future::Future, B: std::future::Future>(a: A, b: B) -> (Option<A::Output>, B::Output) {
+pub async fn until_second<A: std::future::Future, B: std::future::Future>(
+    a: A,
+    b: B,
+) -> (Option<A::Output>, B::Output) {
     let mut a = std::pin::pin!(a);
     let mut b = std::pin::pin!(b);
     let mut first = None;
@@ -105,4 +108,3 @@ pub async fn until_second<A: std::future::Future, B: std::future::Future>(a: A, 
     .await;
     (first, second)
 }
-

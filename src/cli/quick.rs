@@ -1,0 +1,101 @@
+//! `adit quick`: an edge, a connector and an ephemeral tunnel in one process.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use rand::seq::SliceRandom;
+
+use super::QuickArgs;
+use crate::connector::{self, ingress::Ingress, ConnectorConfig};
+use crate::edge::{self, EdgeConfig};
+use crate::runtime;
+
+const ADJECTIVES: &[&str] = &[
+    "amber", "brave", "calm", "clever", "copper", "crisp", "daring", "eager", "fancy", "gentle",
+    "golden", "happy", "hidden", "humble", "jolly", "keen", "lively", "lucky", "mellow", "misty",
+    "nimble", "proud", "quiet", "rapid", "rustic", "silver", "sunny", "swift", "tidy", "witty",
+];
+const NOUNS: &[&str] = &[
+    "badger", "beacon", "canyon", "cedar", "comet", "falcon", "fjord", "harbor", "heron", "island",
+    "lantern", "maple", "meadow", "otter", "pebble", "pine", "quarry", "raven", "river", "summit",
+    "thistle", "tunnel", "valley", "walrus", "willow", "zephyr",
+];
+
+/// Three random words joined by dashes, e.g. `brave-otter-lantern`.
+pub fn random_name() -> String {
+    let mut rng = rand::thread_rng();
+    let pick = |list: &[&'static str], rng: &mut rand::rngs::ThreadRng| {
+        *list.choose(rng).unwrap_or(&"adit")
+    };
+    let first = pick(ADJECTIVES, &mut rng);
+    let second = pick(NOUNS, &mut rng);
+    let third = pick(NOUNS, &mut rng);
+    format!("{first}-{second}-{third}")
+}
+
+/// The URL a browser on this machine reaches the hostname at through `listener`.
+pub fn public_url(hostname: &str, listener: SocketAddr) -> String {
+    match listener.port() {
+        80 => format!("http://{hostname}/"),
+        port => format!("http://{hostname}:{port}/"),
+    }
+}
+
+pub fn quick(args: QuickArgs) -> anyhow::Result<ExitCode> {
+    let ingress = match &args.url {
+        Some(url) => {
+            Ingress::single(url).map_err(|err| anyhow::anyhow!("--url: {}", err.message))?
+        }
+        None => Ingress::single("hello_world").map_err(|err| anyhow::anyhow!("{}", err.message))?,
+    };
+    let workers = args.workers.unwrap_or_else(runtime::default_workers);
+    let name = random_name();
+    let data_dir = std::env::temp_dir().join(format!("adit-quick-{name}-{}", std::process::id()));
+
+    let edge = edge::start(EdgeConfig {
+        data_dir,
+        listen_tunnel: args.listen_tunnel,
+        listen_http: args.listen_http,
+        listen_admin: "127.0.0.1:0".parse()?,
+        workers,
+    })?;
+    let hostname = format!("{name}.localhost");
+    let credentials = edge.control.create_tunnel(&name)?;
+    edge.control.route(&name, &hostname)?;
+
+    let connector = connector::start(ConnectorConfig {
+        credentials,
+        ingress,
+        ha_connections: 4,
+        workers,
+        edge: Some(edge.tunnel_addr),
+    })?;
+
+    let target = args
+        .url
+        .as_deref()
+        .unwrap_or("the built-in hello-world origin");
+    println!();
+    println!("Your quick tunnel to {target} is ready:");
+    println!();
+    println!("    {}", public_url(&hostname, edge.http_addr));
+    println!();
+    println!("It lasts as long as this process; press Ctrl-C to stop it.");
+    Err(connector.wait())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_urls() {
+        let name = random_name();
+        assert_eq!(name.split('-').count(), 3);
+        assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'));
+        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(public_url("a.localhost", addr), "http://a.localhost:8080/");
+        let addr: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        assert_eq!(public_url("a.localhost", addr), "http://a.localhost/");
+    }
+}

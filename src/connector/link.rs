@@ -1,0 +1,168 @@
+//! One of the connector's connections to the edge: dial, register on a control stream,
+//! serve streams, and dial again with jittered exponential backoff when it drops.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use uuid::Uuid;
+
+use super::serve::{serve_connection, Local};
+use crate::quic::{Connection, Endpoint, QuicError, SendStream};
+use crate::tunnel::credentials::SECRET_LEN;
+use crate::tunnel::frame::{self, Frame, RefuseCode, Register, PROTOCOL_VERSION};
+use crate::tunnel::io::{read_frame, FrameReadError};
+use crate::tunnel::EDGE_SERVER_NAME;
+
+/// How long the edge has to answer a registration.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// First retry delay; each failure doubles it up to [`BACKOFF_MAX`].
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(16);
+
+/// What every link of one connector shares.
+#[derive(Clone)]
+pub struct LinkSettings {
+    pub edge: SocketAddr,
+    pub client_config: quinn_proto::ClientConfig,
+    pub tunnel_id: Uuid,
+    pub secret: [u8; SECRET_LEN],
+    pub connector_id: Uuid,
+    pub platform: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    #[error("{0}")]
+    Quic(#[from] QuicError),
+    #[error("{0}")]
+    Frame(#[from] FrameReadError),
+    #[error("the edge refused the connection: {message}")]
+    Refused { code: RefuseCode, message: String },
+    #[error("the edge sent an unexpected answer to the registration")]
+    Protocol,
+    #[error("the edge did not answer the registration within {REGISTER_TIMEOUT:?}")]
+    Timeout,
+}
+
+/// Keeps connection `index` registered for as long as the worker runs. A refusal that
+/// retrying cannot fix (unknown tunnel, wrong secret) goes to `fatal` and ends the link.
+pub async fn run_link(
+    local: Rc<Local>,
+    endpoint: Endpoint,
+    settings: Rc<LinkSettings>,
+    index: u8,
+    fatal: crossbeam_channel::Sender<String>,
+) {
+    let mut failures = 0u32;
+    loop {
+        match connect(&endpoint, &settings, index).await {
+            Ok((conn, control)) => {
+                failures = 0;
+                let why = serve_connection(local.clone(), conn).await;
+                drop(control);
+                tracing::warn!(index, "connection to the edge lost: {why}");
+            }
+            Err(LinkError::Refused { code, message }) if !code.retryable() => {
+                let _ = fatal.send(format!(
+                    "the edge refused tunnel {}: {message}",
+                    settings.tunnel_id
+                ));
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(index, edge = %settings.edge, "cannot register with the edge: {err}");
+            }
+        }
+        let delay = backoff(failures, rand::random());
+        failures = failures.saturating_add(1);
+        tracing::info!(
+            index,
+            "reconnecting to the edge in {} ms",
+            delay.as_millis()
+        );
+        monoio::time::sleep(delay).await;
+    }
+}
+
+/// Dials the edge and registers. Returns the connection and the control stream's send half,
+/// which must live as long as the connection.
+async fn connect(
+    endpoint: &Endpoint,
+    settings: &LinkSettings,
+    index: u8,
+) -> Result<(Connection, SendStream), LinkError> {
+    let conn = endpoint
+        .connect(
+            settings.client_config.clone(),
+            settings.edge,
+            EDGE_SERVER_NAME,
+        )
+        .await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let mut out = BytesMut::with_capacity(128);
+    frame::encode_register(
+        &mut out,
+        &Register {
+            protocol_version: PROTOCOL_VERSION,
+            tunnel_id: settings.tunnel_id,
+            secret: settings.secret,
+            connector_id: settings.connector_id,
+            conn_index: index,
+            version: env!("CARGO_PKG_VERSION"),
+            platform: &settings.platform,
+        },
+    );
+    send.write(out.freeze())
+        .await
+        .map_err(|err| LinkError::Frame(err.into()))?;
+
+    let (frame_bytes, _) = monoio::time::timeout(REGISTER_TIMEOUT, read_frame(&mut recv))
+        .await
+        .map_err(|_| LinkError::Timeout)??;
+    match frame::decode(&frame_bytes) {
+        Ok(Some((Frame::Registered(registered), _))) => {
+            tracing::info!(
+                index,
+                connection = %registered.connection_id,
+                edge_worker = registered.edge_worker,
+                edge = %settings.edge,
+                "connection registered"
+            );
+            Ok((conn, send))
+        }
+        Ok(Some((Frame::Refused(refused), _))) => Err(LinkError::Refused {
+            code: refused.code,
+            message: refused.message.to_owned(),
+        }),
+        _ => Err(LinkError::Protocol),
+    }
+}
+
+/// Delay before retry number `failures` (0-based): exponential from [`BACKOFF_BASE`],
+/// capped at [`BACKOFF_MAX`], with the upper half jittered by `jitter` in `[0, 1)` so many
+/// connectors that lost one edge do not come back in lockstep.
+pub fn backoff(failures: u32, jitter: f64) -> Duration {
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(1u32 << failures.min(16))
+        .min(BACKOFF_MAX);
+    let half = ceiling / 2;
+    half + half.mul_f64(jitter.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(0, 0.0), Duration::from_millis(250));
+        assert_eq!(backoff(0, 1.0), Duration::from_millis(500));
+        assert_eq!(backoff(1, 0.0), Duration::from_millis(500));
+        assert_eq!(backoff(3, 0.5), Duration::from_millis(3000));
+        assert_eq!(backoff(10, 0.0), Duration::from_secs(8));
+        assert_eq!(backoff(u32::MAX, 1.0), Duration::from_secs(16));
+    }
+}
