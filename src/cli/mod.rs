@@ -13,6 +13,7 @@ mod ingress;
 mod logging;
 mod quick;
 mod roles;
+mod signals;
 mod tunnel;
 
 pub use logging::init_logging;
@@ -213,6 +214,7 @@ pub struct OriginArgs {
 
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    signals::block()?;
     init_logging(&cli.loglevel)?;
     match cli.command {
         Command::Edge(args) => roles::edge(args),

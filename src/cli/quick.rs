@@ -53,7 +53,7 @@ pub fn quick(args: QuickArgs) -> anyhow::Result<ExitCode> {
     let data_dir = std::env::temp_dir().join(format!("adit-quick-{name}-{}", std::process::id()));
 
     let edge = edge::start(EdgeConfig {
-        data_dir,
+        data_dir: data_dir.clone(),
         listen_tunnel: args.listen_tunnel,
         listen_http: args.listen_http,
         listen_admin: "127.0.0.1:0".parse()?,
@@ -81,7 +81,11 @@ pub fn quick(args: QuickArgs) -> anyhow::Result<ExitCode> {
     println!("    {}", public_url(&hostname, edge.http_addr));
     println!();
     println!("It lasts as long as this process; press Ctrl-C to stop it.");
-    Err(connector.wait())
+    let result = super::roles::run_connector(connector);
+    edge.shutdown();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    result
 }
 
 #[cfg(test)]

@@ -19,10 +19,36 @@ pub fn edge(args: EdgeArgs) -> anyhow::Result<ExitCode> {
         listen_admin: args.listen_admin,
         workers: args.workers.unwrap_or_else(runtime::default_workers),
     })?;
-    for thread in edge.threads {
-        let _ = thread.join();
+    let signal = wait_for_signal()?;
+    tracing::info!(signal, "edge shutting down");
+    edge.shutdown();
+    // Give the workers a moment to send their close frames.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Blocks until SIGINT or SIGTERM.
+fn wait_for_signal() -> anyhow::Result<i32> {
+    let (tx, rx) = crossbeam_channel::bounded(4);
+    super::signals::spawn_waiter(tx)?;
+    Ok(rx.recv()?)
+}
+
+/// Runs a started connector until a signal (clean exit) or a fatal error.
+pub fn run_connector(connector: connector::Connector) -> anyhow::Result<ExitCode> {
+    let (tx, signals) = crossbeam_channel::bounded(4);
+    super::signals::spawn_waiter(tx)?;
+    crossbeam_channel::select! {
+        recv(connector.fatal()) -> why => {
+            let why = why.unwrap_or_else(|_| "every connector worker stopped".into());
+            bail!(why)
+        }
+        recv(signals) -> signal => {
+            tracing::info!(signal = signal.unwrap_or(0), "connector shutting down");
+            connector.shutdown();
+            Ok(ExitCode::SUCCESS)
+        }
     }
-    bail!("every edge worker stopped")
 }
 
 pub fn connector(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -62,7 +88,7 @@ pub fn connector(args: RunArgs) -> anyhow::Result<ExitCode> {
         workers,
         edge: args.edge,
     })?;
-    Err(connector.wait())
+    run_connector(connector)
 }
 
 pub fn origin(args: OriginArgs) -> anyhow::Result<ExitCode> {
@@ -70,8 +96,6 @@ pub fn origin(args: OriginArgs) -> anyhow::Result<ExitCode> {
     let origin = crate::origin::spawn(args.listen, workers)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!("adit origin listening on http://{}/", origin.addr);
-    for thread in origin.threads {
-        let _ = thread.join();
-    }
-    bail!("every origin worker stopped")
+    wait_for_signal()?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -28,6 +28,9 @@ use serve::Local;
 
 pub use link::backoff;
 
+/// QUIC application close code a connector uses when it stops.
+pub const CLOSE_SHUTDOWN: u32 = 3;
+
 /// What a connector runs with.
 pub struct ConnectorConfig {
     pub credentials: Credentials,
@@ -43,14 +46,22 @@ pub struct Connector {
     pub connector_id: Uuid,
     pub threads: Vec<JoinHandle<()>>,
     fatal: crossbeam_channel::Receiver<String>,
+    stops: Vec<futures_channel::oneshot::Sender<()>>,
 }
 
 impl Connector {
-    /// Blocks until the connector cannot go on (the edge refused the tunnel), with why.
-    pub fn wait(&self) -> anyhow::Error {
-        match self.fatal.recv() {
-            Ok(why) => anyhow::anyhow!(why),
-            Err(_) => anyhow::anyhow!("every connector worker stopped"),
+    /// Receives why the connector cannot go on (the edge refused the tunnel, say).
+    pub fn fatal(&self) -> &crossbeam_channel::Receiver<String> {
+        &self.fatal
+    }
+
+    /// Closes every connection to the edge and waits (a bounded time) for the workers.
+    pub fn shutdown(self) {
+        for stop in self.stops {
+            let _ = stop.send(());
+        }
+        for thread in self.threads {
+            let _ = thread.join();
         }
     }
 }
@@ -84,12 +95,17 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     };
-    let sockets = (0..workers)
-        .map(|_| std::net::UdpSocket::bind(SocketAddr::new(local_ip, 0)))
-        .collect::<std::io::Result<Vec<_>>>()
-        .context("cannot bind a UDP socket for the tunnel")?;
+    let mut stops = Vec::with_capacity(workers);
+    let mut items = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let socket = std::net::UdpSocket::bind(SocketAddr::new(local_ip, 0))
+            .context("cannot bind a UDP socket for the tunnel")?;
+        let (stop, stopped) = futures_channel::oneshot::channel::<()>();
+        stops.push(stop);
+        items.push((socket, stopped));
+    }
 
-    let threads = runtime::spawn_workers("connector", sockets, move |index, socket| {
+    let threads = runtime::spawn_workers("connector", items, move |index, (socket, stopped)| {
         let settings = settings.clone();
         let ingress = ingress.clone();
         let fatal = fatal_tx.clone();
@@ -106,22 +122,21 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
                 pool: Default::default(),
             });
             let settings = Rc::new(LinkSettings::clone(&settings));
-            let links: Vec<_> = (0..ha)
-                .filter(|i| usize::from(*i) % workers == index)
-                .map(|i| {
-                    let link = link::run_link(
-                        local.clone(),
-                        endpoint.clone(),
-                        settings.clone(),
-                        i,
-                        fatal.clone(),
-                    );
-                    monoio::spawn(link)
-                })
-                .collect();
-            for link in links {
-                link.await;
+            for i in (0..ha).filter(|i| usize::from(*i) % workers == index) {
+                let link = link::run_link(
+                    local.clone(),
+                    endpoint.clone(),
+                    settings.clone(),
+                    i,
+                    fatal.clone(),
+                );
+                monoio::spawn(link);
             }
+            // Runs until told to stop (or until the Connector is dropped).
+            let _ = stopped.await;
+            endpoint.close(CLOSE_SHUTDOWN, b"connector shutting down");
+            // Let the close frames leave before the runtime goes away.
+            monoio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     })?;
     tracing::info!(%connector_id, %edge, connections = ha, workers, "connector started");
@@ -129,5 +144,6 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
         connector_id,
         threads,
         fatal,
+        stops,
     })
 }

@@ -48,6 +48,17 @@ pub struct Edge {
     pub admin_addr: SocketAddr,
     pub control: ControlHandle,
     pub threads: Vec<JoinHandle<()>>,
+    inboxes: Vec<futures_channel::mpsc::UnboundedSender<WorkerMsg>>,
+}
+
+impl Edge {
+    /// Closes every tunnel connection so connectors learn at once that this edge is going
+    /// (they reconnect with backoff); public listeners stay up until the process exits.
+    pub fn shutdown(&self) {
+        for inbox in &self.inboxes {
+            let _ = inbox.unbounded_send(WorkerMsg::Shutdown);
+        }
+    }
 }
 
 /// What one edge worker starts with.
@@ -98,6 +109,7 @@ pub fn start(config: EdgeConfig) -> anyhow::Result<Edge> {
         })
         .collect();
     let sender = control.sender();
+    let worker_inboxes = inboxes.clone();
     let threads = runtime::spawn_workers("edge", items, move |index, sockets: WorkerSockets| {
         let worker = Rc::new(Worker::new(index, sender.clone(), inboxes.clone()));
         let server_config = server_config.clone();
@@ -111,6 +123,7 @@ pub fn start(config: EdgeConfig) -> anyhow::Result<Edge> {
         admin_addr: control.admin_addr(),
         control,
         threads,
+        inboxes: worker_inboxes,
     })
 }
 
@@ -129,8 +142,8 @@ async fn run_worker(
             return;
         }
     };
-    monoio::spawn(tunnel::accept_loop(worker.clone(), endpoint));
-    monoio::spawn(worker::run_inbox(worker.clone(), sockets.inbox));
+    monoio::spawn(tunnel::accept_loop(worker.clone(), endpoint.clone()));
+    monoio::spawn(worker::run_inbox(worker.clone(), endpoint, sockets.inbox));
 
     let listener = match monoio::net::TcpListener::from_std(sockets.http) {
         Ok(listener) => listener,

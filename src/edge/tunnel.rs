@@ -19,6 +19,7 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// QUIC application close codes the edge uses.
 pub const CLOSE_REFUSED: u32 = 1;
 pub const CLOSE_PROTOCOL: u32 = 2;
+pub const CLOSE_SHUTDOWN: u32 = 3;
 
 /// Accepts connections on this worker's endpoint for as long as it runs.
 pub async fn accept_loop(worker: Rc<Worker>, endpoint: Endpoint) {

@@ -25,6 +25,8 @@ pub enum WorkerMsg {
         peer: SocketAddr,
         buffered: BytesMut,
     },
+    /// Close every tunnel connection of this worker: the edge is stopping.
+    Shutdown,
 }
 
 /// A registered tunnel connection owned by this worker.
@@ -105,7 +107,11 @@ impl Worker {
 }
 
 /// Handles what other threads send this worker until every sender is gone.
-pub async fn run_inbox(worker: Rc<Worker>, mut inbox: UnboundedReceiver<WorkerMsg>) {
+pub async fn run_inbox(
+    worker: Rc<Worker>,
+    endpoint: crate::quic::Endpoint,
+    mut inbox: UnboundedReceiver<WorkerMsg>,
+) {
     use std::pin::Pin;
     loop {
         let next =
@@ -123,6 +129,9 @@ pub async fn run_inbox(worker: Rc<Worker>, mut inbox: UnboundedReceiver<WorkerMs
                 }
                 Err(err) => tracing::debug!(%peer, "cannot adopt handed-off connection: {err}"),
             },
+            Some(WorkerMsg::Shutdown) => {
+                endpoint.close(super::tunnel::CLOSE_SHUTDOWN, b"edge shutting down");
+            }
             None => return,
         }
     }
