@@ -1,0 +1,359 @@
+//! Helpers for the end-to-end tests: the `adit` binary as child processes (edge, connector,
+//! control commands), the built-in origin in-process, and a small blocking HTTP client.
+//! Everything listens on 127.0.0.1 with ephemeral ports.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use adit::http::{self, BodyDecoder, MAX_HEADERS};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_adit");
+
+/// A scratch directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("adit-test-{name}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed (by its own PID) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(args: &[&str], log: PathBuf, envs: &[(&str, &str)]) -> Proc {
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .env("ADIT_LOGLEVEL", "info");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        Proc {
+            child: cmd.spawn().unwrap(),
+            log,
+        }
+    }
+
+    /// Sends SIGTERM to this child.
+    pub fn terminate(&mut self) {
+        // SAFETY: kill(2) with this child's own PID and a valid signal number.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+    }
+
+    /// Waits up to `limit` for the child to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_tcp_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+pub fn free_udp_addr() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// Retries `f` every 50 ms until it returns `Some`, for at most `limit`.
+pub fn eventually<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = f() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running edge child process and where it listens.
+pub struct Edge {
+    pub proc: Proc,
+    pub dir: PathBuf,
+    pub http: SocketAddr,
+    pub tunnel: SocketAddr,
+    pub admin: SocketAddr,
+    pub token: String,
+}
+
+impl Edge {
+    pub fn start(dir: &Path) -> Edge {
+        Edge::start_on(dir, free_tcp_addr(), free_udp_addr(), free_tcp_addr())
+    }
+
+    pub fn start_on(dir: &Path, http: SocketAddr, tunnel: SocketAddr, admin: SocketAddr) -> Edge {
+        let data = dir.join("edge-data");
+        let log = dir.join(format!("edge-{}.log", uuid::Uuid::new_v4()));
+        let args = [
+            "edge",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen-http",
+            &http.to_string(),
+            "--listen-tunnel",
+            &tunnel.to_string(),
+            "--listen-admin",
+            &admin.to_string(),
+            "--workers",
+            "2",
+        ];
+        let proc = Proc::spawn(&args, log, &[]);
+        let token = eventually(Duration::from_secs(20), "the edge's admin API", || {
+            TcpStream::connect(admin).ok()?;
+            std::fs::read_to_string(data.join("admin.token")).ok()
+        });
+        Edge {
+            proc,
+            dir: dir.to_owned(),
+            http,
+            tunnel,
+            admin,
+            token: token.trim().to_owned(),
+        }
+    }
+
+    /// Runs an `adit` control command against this edge.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("ADIT_ADMIN", format!("http://{}", self.admin))
+            .env("ADIT_TOKEN", &self.token)
+            .current_dir(&self.dir)
+            .output()
+            .unwrap()
+    }
+
+    /// Creates a tunnel and returns its credentials file.
+    pub fn create_tunnel(&self, name: &str) -> PathBuf {
+        let cred = self.dir.join(format!("{name}.json"));
+        let out = self.cli(&["tunnel", "create", name, "--cred-file", cred.to_str().unwrap()]);
+        assert!(out.status.success(), "create failed: {}", String::from_utf8_lossy(&out.stderr));
+        cred
+    }
+
+    pub fn route(&self, name: &str, hostname: &str) {
+        let out = self.cli(&["tunnel", "route", "dns", name, hostname]);
+        assert!(out.status.success(), "route failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// The tunnel's `info` as JSON.
+    pub fn info(&self, name: &str) -> serde_json::Value {
+        let out = self.cli(&["tunnel", "info", name, "--output", "json"]);
+        assert!(out.status.success(), "info failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn connections(&self, name: &str) -> usize {
+        self.info(name)["connections"].as_array().map_or(0, Vec::len)
+    }
+
+    /// Waits until the tunnel has at least `n` registered connections.
+    pub fn wait_connections(&self, name: &str, n: usize) {
+        eventually(Duration::from_secs(30), "connector registration", || {
+            (self.connections(name) >= n).then_some(())
+        });
+    }
+}
+
+/// Writes a connector config and starts `adit tunnel run` with it.
+pub fn start_connector(dir: &Path, name: &str, cred: &Path, ingress_yaml: &str) -> Proc {
+    let config = dir.join(format!("{name}-{}.yml", uuid::Uuid::new_v4()));
+    let text = format!(
+        "tunnel: {name}\ncredentials-file: {}\ningress:\n{ingress_yaml}",
+        cred.display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let log = dir.join(format!("connector-{name}-{}.log", uuid::Uuid::new_v4()));
+    let args = [
+        "tunnel",
+        "run",
+        name,
+        "--config",
+        config.to_str().unwrap(),
+        "--ha-connections",
+        "2",
+        "--workers",
+        "1",
+    ];
+    Proc::spawn(&args, log, &[])
+}
+
+/// The built-in origin, in this test process.
+pub fn start_origin() -> SocketAddr {
+    adit::origin::spawn("127.0.0.1:0".parse().unwrap(), 1).unwrap().addr
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A blocking HTTP/1.1 client on one connection.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Sends a request with a Content-Length body (when given) and reads the response.
+    pub fn request(&mut self, method: &str, host: &str, path: &str, body: Option<&[u8]>) -> Response {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
+        if let Some(body) = body {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        self.send_raw(head.as_bytes());
+        if let Some(body) = body {
+            self.send_raw(body);
+        }
+        self.read_response(method == "HEAD").expect("a response")
+    }
+
+    /// Reads one response; `None` if the server closed before a complete head.
+    pub fn read_response(&mut self, head_request: bool) -> Option<Response> {
+        let (status, headers, framing, len) = loop {
+            let mut parsed = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            if let Some(head) = http::parse_response(&self.buf, &mut parsed).unwrap() {
+                let method = if head_request { "HEAD" } else { "GET" };
+                let framing = http::response_framing(method, head.status, head.headers).unwrap();
+                let headers = head
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
+                    .collect();
+                break (head.status, headers, framing, head.len);
+            }
+            if !self.fill() {
+                return None;
+            }
+        };
+        self.buf.drain(..len);
+        let mut decoder = BodyDecoder::new(framing);
+        let mut body = Vec::new();
+        loop {
+            while !self.buf.is_empty() && !decoder.is_done() {
+                let step = decoder.decode(&self.buf).unwrap();
+                body.extend_from_slice(&self.buf[step.data.clone()]);
+                self.buf.drain(..step.consumed);
+                if step.consumed == 0 {
+                    break;
+                }
+            }
+            if decoder.is_done() {
+                break;
+            }
+            if !self.fill() {
+                decoder.eof().unwrap();
+                break;
+            }
+        }
+        Some(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 64 * 1024];
+        match self.stream.read(&mut chunk) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+}
+
+/// One request on a fresh connection.
+pub fn get(addr: SocketAddr, host: &str, path: &str) -> Response {
+    Client::connect(addr).request("GET", host, path, None)
+}
+
+/// Deterministic test bytes.
+pub fn pattern(len: usize) -> Vec<u8> {
+    let mut state: u32 = 0x1234_5678;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect()
+}
