@@ -14,15 +14,17 @@ const MAX_HEADERS: usize = 32;
 pub enum ClientError {
     #[error("admin URL {0:?} is not of the form http://host:port")]
     Url(String),
-    #[error("cannot reach the admin API at {authority}: {source}")]
+    // The io errors are part of the message, not a `source`, so that `{:#}` in `main`
+    // does not print them twice.
+    #[error("cannot reach the admin API at {authority}: {error}")]
     Connect {
         authority: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("admin API at {authority}: {source}")]
+    #[error("admin API at {authority}: {error}")]
     Io {
         authority: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("admin API at {authority} sent an invalid response: {reason}")]
     Response { authority: String, reason: String },
@@ -56,9 +58,9 @@ impl AdminClient {
         body: Option<&serde_json::Value>,
     ) -> Result<ApiResponse, ClientError> {
         let mut stream = self.connect()?;
-        let io = |source| ClientError::Io {
+        let io = |error| ClientError::Io {
             authority: self.authority.clone(),
-            source,
+            error,
         };
 
         let body = body.map(|b| b.to_string()).unwrap_or_default();
@@ -85,9 +87,9 @@ impl AdminClient {
     }
 
     fn connect(&self) -> Result<TcpStream, ClientError> {
-        let connect_err = |source| ClientError::Connect {
+        let connect_err = |error| ClientError::Connect {
             authority: self.authority.clone(),
-            source,
+            error,
         };
         let addrs: Vec<SocketAddr> = self
             .authority
