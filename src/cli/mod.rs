@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod admin_client;
 mod ingress;
 mod logging;
 mod quick;

@@ -1,10 +1,539 @@
 //! `adit tunnel create/route/list/info/delete`: clients of the admin API.
+//!
+//! The admin URL and token come from `--admin`/`--token`, else `ADIT_ADMIN`/`ADIT_TOKEN`,
+//! else the client config file (`--client-config`, default `~/.adit/config.yml`, keys
+//! `admin` and `token`); the URL defaults to the edge's default admin address. An error
+//! from the API becomes this command's error, so `main` prints `error: <message>` and exits 1.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::TunnelCommand;
+use anyhow::{anyhow, bail, Context};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::admin_client::AdminClient;
+use super::{AdminArgs, OutputFormat, RouteCommand, TunnelCommand};
+use crate::control::api;
+use crate::tunnel::credentials::{Credentials, CredentialsError};
+
+const DEFAULT_ADMIN: &str = "http://127.0.0.1:7070";
 
 pub fn run(cmd: TunnelCommand) -> anyhow::Result<ExitCode> {
-    let _ = cmd;
-    todo!()
+    let stdout = std::io::stdout();
+    let out = &mut stdout.lock();
+    match cmd {
+        TunnelCommand::Create {
+            name,
+            cred_file,
+            output,
+            admin,
+        } => create(&client(&admin)?, &name, cred_file.as_deref(), output, out)?,
+        TunnelCommand::Route(RouteCommand::Dns {
+            tunnel,
+            hostname,
+            output,
+            admin,
+        }) => route_dns(&client(&admin)?, &tunnel, &hostname, output, out)?,
+        TunnelCommand::List { output, admin } => list(&client(&admin)?, output, out)?,
+        TunnelCommand::Info {
+            tunnel,
+            output,
+            admin,
+        } => info(&client(&admin)?, &tunnel, output, out)?,
+        TunnelCommand::Delete {
+            tunnel,
+            force,
+            output,
+            admin,
+        } => delete(&client(&admin)?, &tunnel, force, output, out)?,
+        TunnelCommand::Run(_) | TunnelCommand::Ingress(_) => {
+            bail!("this tunnel subcommand is not an admin API client")
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The client config file's contents.
+#[derive(Debug, Default, Deserialize)]
+struct ClientConfig {
+    admin: Option<String>,
+    token: Option<String>,
+}
+
+fn client(args: &AdminArgs) -> anyhow::Result<AdminClient> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let (url, token) = resolve(args, home.as_deref())?;
+    Ok(AdminClient::new(&url, token)?)
+}
+
+/// The admin URL and token: flags and environment first (clap merges those), then the
+/// client config file, then the default URL. A missing token is an error saying where to
+/// find one.
+fn resolve(args: &AdminArgs, home: Option<&Path>) -> anyhow::Result<(String, String)> {
+    let mut admin = args.admin.clone();
+    let mut token = args.token.clone();
+    if admin.is_none() || token.is_none() {
+        let file = match &args.client_config {
+            Some(path) => Some(load_client_config(path)?),
+            None => {
+                let path = home.map(|home| home.join(".adit").join("config.yml"));
+                match path.filter(|p| p.exists()) {
+                    Some(path) => Some(load_client_config(&path)?),
+                    None => None,
+                }
+            }
+        };
+        if let Some(file) = file {
+            admin = admin.or(file.admin);
+            token = token.or(file.token);
+        }
+    }
+
+    let token = token.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+        anyhow!(
+            "no admin token: pass --token, set ADIT_TOKEN, or put `token: ...` in \
+             ~/.adit/config.yml (or the file given by --client-config); the edge writes its \
+             token to DIR/admin.token, where DIR is its --data-dir"
+        )
+    })?;
+    let admin = admin.unwrap_or_else(|| DEFAULT_ADMIN.to_owned());
+    Ok((admin, token.trim().to_owned()))
+}
+
+fn load_client_config(path: &Path) -> anyhow::Result<ClientConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read client config {}", path.display()))?;
+    if text.trim().is_empty() {
+        return Ok(ClientConfig::default());
+    }
+    serde_yaml_ng::from_str(&text)
+        .with_context(|| format!("client config {} is not valid", path.display()))
+}
+
+/// Sends a request and returns the JSON answer, or the API's error message as the error.
+fn call(
+    client: &AdminClient,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<(u16, Value)> {
+    let response = client.request(method, path, body)?;
+    let value: Option<Value> = serde_json::from_slice(&response.body).ok();
+    if response.status >= 400 {
+        let message = value
+            .and_then(|v| serde_json::from_value::<api::Error>(v).ok())
+            .map(|e| e.error)
+            .unwrap_or_else(|| format!("admin API answered status {}", response.status));
+        bail!(message);
+    }
+    let value = value.ok_or_else(|| anyhow!("admin API answered with invalid JSON"))?;
+    Ok((response.status, value))
+}
+
+fn typed<T: DeserializeOwned>(value: &Value) -> anyhow::Result<T> {
+    T::deserialize(value).context("admin API answered with an unexpected JSON shape")
+}
+
+fn print_json(out: &mut dyn Write, value: &Value) -> anyhow::Result<()> {
+    writeln!(out, "{}", serde_json::to_string_pretty(value)?)?;
+    Ok(())
+}
+
+/// A tunnel name or id as a path segment. Names and ids need no escaping; anything else
+/// is percent-encoded so the request line stays well-formed and the edge answers 404.
+fn segment(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+fn create(
+    client: &AdminClient,
+    name: &str,
+    cred_file: Option<&Path>,
+    output: OutputFormat,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    // Refuse before creating anything, so a tunnel never exists without its credentials.
+    if let Some(path) = cred_file.filter(|p| p.exists()) {
+        return Err(CredentialsError::Exists {
+            path: path.to_owned(),
+        }
+        .into());
+    }
+
+    let (_, mut value) = call(
+        client,
+        "POST",
+        "/v1/tunnels",
+        Some(&json!({ "name": name })),
+    )?;
+    let created: api::CreatedTunnel = typed(&value)?;
+    let path = match cred_file {
+        Some(path) => path.to_owned(),
+        None => PathBuf::from(format!("{}.json", created.id)),
+    };
+    let credentials = Credentials {
+        tunnel_id: created.id,
+        tunnel_name: created.name.clone(),
+        tunnel_secret: created.secret,
+        edge_addr: created.edge_addr,
+        edge_ca: created.edge_ca,
+    };
+    credentials.write_new(&path).with_context(|| {
+        format!(
+            "tunnel {} ({}) was created but its credentials were not written; \
+             delete it with `adit tunnel delete {}` and try again",
+            created.name, created.id, created.name
+        )
+    })?;
+
+    match output {
+        // The secret lives in the 0600 credentials file, not on stdout.
+        OutputFormat::Json => {
+            if let Some(object) = value.as_object_mut() {
+                object.remove("secret");
+            }
+            print_json(out, &value)
+        }
+        OutputFormat::Table => {
+            writeln!(
+                out,
+                "Created tunnel {} with id {}",
+                created.name, created.id
+            )?;
+            writeln!(out, "Credentials written to {}", path.display())?;
+            Ok(())
+        }
+    }
+}
+
+fn route_dns(
+    client: &AdminClient,
+    tunnel: &str,
+    hostname: &str,
+    output: OutputFormat,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let path = format!("/v1/tunnels/{}/routes", segment(tunnel));
+    let (status, value) = call(
+        client,
+        "POST",
+        &path,
+        Some(&json!({ "hostname": hostname })),
+    )?;
+    if output == OutputFormat::Json {
+        return print_json(out, &value);
+    }
+
+    let added: api::RouteAdded = typed(&value)?;
+    // The user may have typed an id; messages read better with the name.
+    let name = if uuid::Uuid::parse_str(tunnel).is_ok() {
+        let (_, info) = call(
+            client,
+            "GET",
+            &format!("/v1/tunnels/{}", segment(tunnel)),
+            None,
+        )?;
+        typed::<api::TunnelInfo>(&info)?.name
+    } else {
+        tunnel.to_owned()
+    };
+    if status == 201 {
+        writeln!(
+            out,
+            "Added route {} -> tunnel {name} ({})",
+            added.hostname, added.tunnel_id
+        )?;
+    } else {
+        writeln!(out, "Route {} already points to {name}", added.hostname)?;
+    }
+    Ok(())
+}
+
+fn list(client: &AdminClient, output: OutputFormat, out: &mut dyn Write) -> anyhow::Result<()> {
+    let (_, value) = call(client, "GET", "/v1/tunnels", None)?;
+    if output == OutputFormat::Json {
+        return print_json(out, &value);
+    }
+    let tunnels: Vec<api::TunnelSummary> = typed(&value)?;
+    if tunnels.is_empty() {
+        writeln!(
+            out,
+            "No tunnels yet; create one with `adit tunnel create NAME`"
+        )?;
+        return Ok(());
+    }
+    let rows = tunnels
+        .into_iter()
+        .map(|t| {
+            vec![
+                t.id.to_string(),
+                t.name,
+                t.created_at,
+                t.connections.to_string(),
+            ]
+        })
+        .collect();
+    write!(
+        out,
+        "{}",
+        table(&["ID", "NAME", "CREATED", "CONNECTIONS"], rows)
+    )?;
+    Ok(())
+}
+
+fn info(
+    client: &AdminClient,
+    tunnel: &str,
+    output: OutputFormat,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let (_, value) = call(
+        client,
+        "GET",
+        &format!("/v1/tunnels/{}", segment(tunnel)),
+        None,
+    )?;
+    if output == OutputFormat::Json {
+        return print_json(out, &value);
+    }
+    let info: api::TunnelInfo = typed(&value)?;
+    writeln!(out, "NAME:     {}", info.name)?;
+    writeln!(out, "ID:       {}", info.id)?;
+    writeln!(out, "CREATED:  {}", info.created_at)?;
+    writeln!(out, "STATUS:   {}", info.status)?;
+    let routes = match info.routes.is_empty() {
+        true => "(none)".to_owned(),
+        false => info.routes.join(", "),
+    };
+    writeln!(out, "ROUTES:   {routes}")?;
+    writeln!(out)?;
+    if info.connections.is_empty() {
+        writeln!(out, "Tunnel {} has no live connections", info.name)?;
+        return Ok(());
+    }
+
+    let rows = info
+        .connections
+        .into_iter()
+        .map(|c| {
+            let index = match c.draining {
+                true => format!("{} (draining)", c.conn_index),
+                false => c.conn_index.to_string(),
+            };
+            let version = format!("{} {}", c.version, c.platform);
+            let worker = c.edge_worker.to_string();
+            vec![
+                c.connector_id.to_string(),
+                index,
+                c.opened_at,
+                version,
+                c.origin_addr,
+                worker,
+            ]
+        })
+        .collect();
+    let headers = [
+        "CONNECTOR ID",
+        "INDEX",
+        "OPENED AT",
+        "VERSION",
+        "ORIGIN ADDRESS",
+        "EDGE WORKER",
+    ];
+    write!(out, "{}", table(&headers, rows))?;
+    Ok(())
+}
+
+fn delete(
+    client: &AdminClient,
+    tunnel: &str,
+    force: bool,
+    output: OutputFormat,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let query = if force { "?force=true" } else { "" };
+    let path = format!("/v1/tunnels/{}{query}", segment(tunnel));
+    let (_, value) = call(client, "DELETE", &path, None)?;
+    if output == OutputFormat::Json {
+        return print_json(out, &value);
+    }
+    let deleted: api::Deleted = typed(&value)?;
+    writeln!(out, "Deleted tunnel {tunnel} ({})", deleted.deleted)?;
+    Ok(())
+}
+
+/// Columns padded to their widest cell, two spaces apart, no trailing spaces.
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+
+    let mut text = String::new();
+    let header_row: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header_row).chain(&rows) {
+        let mut line = String::new();
+        for (cell, width) in row.iter().zip(&widths) {
+            line.push_str(&format!("{cell:<width$}  "));
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{self, ControlConfig};
+
+    fn temp_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("adit-cli-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn args(admin: Option<&str>, token: Option<&str>, config: Option<PathBuf>) -> AdminArgs {
+        AdminArgs {
+            admin: admin.map(str::to_owned),
+            token: token.map(str::to_owned),
+            client_config: config,
+        }
+    }
+
+    #[test]
+    fn admin_settings_precedence() {
+        let dir = temp_dir();
+        let resolved = resolve(&args(Some("http://h:1"), Some("t"), None), Some(&dir)).unwrap();
+        assert_eq!(resolved, ("http://h:1".to_owned(), "t".to_owned()));
+
+        let err = resolve(&args(None, None, None), Some(&dir)).unwrap_err();
+        assert!(err.to_string().starts_with("no admin token: pass --token"));
+        assert!(err.to_string().contains("DIR/admin.token"));
+
+        std::fs::create_dir_all(dir.join(".adit")).unwrap();
+        std::fs::write(dir.join(".adit/config.yml"), "token: fromhome\n").unwrap();
+        let resolved = resolve(&args(None, None, None), Some(&dir)).unwrap();
+        assert_eq!(resolved, (DEFAULT_ADMIN.to_owned(), "fromhome".to_owned()));
+
+        let explicit = dir.join("client.yml");
+        std::fs::write(&explicit, "admin: http://127.0.0.1:9\ntoken: fromfile\n").unwrap();
+        let resolved = resolve(&args(None, Some("flag"), Some(explicit)), Some(&dir)).unwrap();
+        assert_eq!(
+            resolved,
+            ("http://127.0.0.1:9".to_owned(), "flag".to_owned())
+        );
+
+        let missing = dir.join("missing.yml");
+        let err = resolve(&args(None, None, Some(missing.clone())), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("cannot read client config {}", missing.display())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tables_align() {
+        let rows = vec![
+            vec!["a".to_owned(), "long value".to_owned(), "1".to_owned()],
+            vec!["bbbb".to_owned(), "x".to_owned(), "22".to_owned()],
+        ];
+        assert_eq!(
+            table(&["ID", "NAME", "N"], rows),
+            "ID    NAME        N\na     long value  1\nbbbb  x           22\n"
+        );
+        assert_eq!(segment("web-1.x_y"), "web-1.x_y");
+        assert_eq!(segment("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn commands_against_a_running_edge() {
+        let dir = temp_dir();
+        let edge = control::start(ControlConfig {
+            data_dir: dir.join("edge"),
+            listen_admin: "127.0.0.1:0".parse().unwrap(),
+            tunnel_addr: "127.0.0.1:7844".parse().unwrap(),
+            workers: 2,
+        })
+        .unwrap();
+        let url = format!("http://{}", edge.admin_addr());
+        let client = AdminClient::new(&url, edge.admin_token()).unwrap();
+        let table = OutputFormat::Table;
+        let mut out = Vec::new();
+
+        let cred_path = dir.join("web.json");
+        create(&client, "web", Some(&cred_path), table, &mut out).unwrap();
+        let creds = Credentials::load(&cred_path).unwrap();
+        assert_eq!(creds.tunnel_name, "web");
+        assert_eq!(creds.edge_ca, edge.ca_pem());
+        let id = creds.tunnel_id;
+        assert_eq!(
+            String::from_utf8(std::mem::take(&mut out)).unwrap(),
+            format!(
+                "Created tunnel web with id {id}\nCredentials written to {}\n",
+                cred_path.display()
+            )
+        );
+
+        // An existing file is refused before the API is asked: no second tunnel appears.
+        let err = create(&client, "web2", Some(&cred_path), table, &mut out).unwrap_err();
+        assert!(err
+            .to_string()
+            .ends_with("already exists; remove it or pass another --cred-file"));
+        let other = dir.join("other.json");
+        let err = create(&client, "web", Some(&other), table, &mut out).unwrap_err();
+        assert_eq!(err.to_string(), "a tunnel named \"web\" already exists");
+
+        route_dns(&client, "web", "App.Test", table, &mut out).unwrap();
+        route_dns(&client, &id.to_string(), "app.test", table, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(std::mem::take(&mut out)).unwrap(),
+            format!(
+                "Added route app.test -> tunnel web ({id})\nRoute app.test already points to web\n"
+            )
+        );
+
+        list(&client, table, &mut out).unwrap();
+        let listed = String::from_utf8(std::mem::take(&mut out)).unwrap();
+        let lines: Vec<&str> = listed.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("ID                                    NAME  CREATED"));
+        assert!(lines[1].starts_with(&format!("{id}  web   ")));
+        assert!(lines[1].ends_with("  0"));
+
+        info(&client, "web", table, &mut out).unwrap();
+        let shown = String::from_utf8(std::mem::take(&mut out)).unwrap();
+        assert!(shown.contains("STATUS:   inactive\nROUTES:   app.test\n"));
+        assert!(shown.ends_with("Tunnel web has no live connections\n"));
+
+        delete(&client, "web", false, OutputFormat::Json, &mut out).unwrap();
+        let value: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value, json!({ "deleted": id }));
+        let err = info(&client, "web", table, &mut out).unwrap_err();
+        assert_eq!(err.to_string(), "tunnel web does not exist");
+
+        let bad = AdminClient::new(&url, "wrong".into()).unwrap();
+        let err = list(&bad, table, &mut out).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "missing or wrong admin token (send Authorization: Bearer <token>)"
+        );
+
+        edge.shutdown();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
