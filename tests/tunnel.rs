@@ -1,0 +1,255 @@
+//! The tunnel end to end: an edge and connectors as child processes, the built-in origin,
+//! and requests through the edge's public listener, all on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const ORIGIN_HELLO: &str = "Hello from the adit origin\n";
+
+/// An edge, one tunnel `web` routed at `web.test`, a connector serving `ingress`.
+struct Setup {
+    _dir: TempDir,
+    edge: Edge,
+    connector: Proc,
+    cred: std::path::PathBuf,
+}
+
+fn setup(name: &str, ingress: &str) -> Setup {
+    let dir = TempDir::new(name);
+    let edge = Edge::start(dir.path());
+    let cred = edge.create_tunnel("web");
+    edge.route("web", "web.test");
+    let connector = start_connector(dir.path(), "web", &cred, ingress);
+    edge.wait_connections("web", 2);
+    Setup {
+        _dir: dir,
+        edge,
+        connector,
+        cred,
+    }
+}
+
+fn origin_rule(origin: std::net::SocketAddr) -> String {
+    format!("  - service: http://{origin}\n")
+}
+
+#[test]
+fn get_returns_the_exact_body() {
+    let origin = start_origin();
+    let s = setup("get", &origin_rule(origin));
+    let response = get(s.edge.http, "web.test", "/");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), ORIGIN_HELLO);
+    assert_eq!(response.header("content-length"), Some("26"));
+
+    let bytes = get(s.edge.http, "web.test:8080", "/bytes/100000");
+    assert_eq!(bytes.status, 200);
+    assert_eq!(bytes.body.len(), 100_000);
+    let expected: Vec<u8> = (0..100_000).map(|i| b'a' + (i % (64 * 1024) % 26) as u8).collect();
+    assert_eq!(bytes.body, expected);
+}
+
+#[test]
+fn post_of_ten_mib_reaches_the_origin_whole() {
+    let origin = start_origin();
+    let s = setup("post", &origin_rule(origin));
+    let body = pattern(10 * 1024 * 1024);
+    let expected = hex::encode(ring::digest::digest(&ring::digest::SHA256, &body));
+    let mut client = Client::connect(s.edge.http);
+    let response = client.request("POST", "web.test", "/sha256", Some(&body));
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), expected);
+
+    // The same body, echoed back while it is still being sent.
+    let echoed = client.request("POST", "web.test", "/echo", Some(&body));
+    assert_eq!(echoed.status, 200);
+    assert_eq!(echoed.body.len(), body.len());
+    assert!(echoed.body == body, "echoed body differs");
+}
+
+#[test]
+fn chunked_request_and_response_bodies_stream_through() {
+    let origin = start_origin();
+    let s = setup("chunked", &origin_rule(origin));
+
+    let response = get(s.edge.http, "web.test", "/stream?chunks=500");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("transfer-encoding"), Some("chunked"));
+    let expected: String = (0..500).map(|i| format!("chunk {i}\n")).collect();
+    assert_eq!(response.text(), expected);
+
+    let mut client = Client::connect(s.edge.http);
+    client.send_raw(
+        b"POST /echo HTTP/1.1\r\nHost: web.test\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n",
+    );
+    let echoed = client.read_response(false).unwrap();
+    assert_eq!(echoed.status, 200);
+    assert_eq!(echoed.text(), "hello, world");
+}
+
+#[test]
+fn two_hundred_requests_share_one_keep_alive_connection() {
+    let origin = start_origin();
+    let s = setup("keepalive", &origin_rule(origin));
+    let mut client = Client::connect(s.edge.http);
+    let local = client.stream.local_addr().unwrap();
+    for i in 0..200 {
+        let response = client.request("GET", "web.test", &format!("/status/200?i={i}"), None);
+        assert_eq!(response.status, 200, "request {i}");
+        assert_eq!(response.text(), "200 OK\n");
+    }
+    assert_eq!(client.stream.local_addr().unwrap(), local);
+}
+
+#[test]
+fn hostnames_route_to_their_own_tunnels() {
+    let origin = start_origin();
+    let dir = TempDir::new("two-tunnels");
+    let edge = Edge::start(dir.path());
+    let first = edge.create_tunnel("first");
+    let second = edge.create_tunnel("second");
+    edge.route("first", "one.test");
+    edge.route("second", "*.two.test");
+    let _a = start_connector(dir.path(), "first", &first, &origin_rule(origin));
+    let _b = start_connector(dir.path(), "second", &second, "  - service: http_status:418\n");
+    edge.wait_connections("first", 2);
+    edge.wait_connections("second", 2);
+
+    assert_eq!(get(edge.http, "one.test", "/").text(), ORIGIN_HELLO);
+    assert_eq!(get(edge.http, "a.two.test", "/").status, 418);
+    assert_eq!(get(edge.http, "A.B.Two.Test", "/").status, 418);
+    assert_eq!(get(edge.http, "two.test", "/").status, 404);
+}
+
+#[test]
+fn a_path_rule_selects_another_service() {
+    let origin = start_origin();
+    let ingress = format!(
+        "  - hostname: web.test\n    path: ^/teapot\n    service: http_status:418\n\
+         {}",
+        origin_rule(origin)
+    );
+    let s = setup("path-rule", &ingress);
+    assert_eq!(get(s.edge.http, "web.test", "/teapot/x").status, 418);
+    assert_eq!(get(s.edge.http, "web.test", "/").text(), ORIGIN_HELLO);
+    let miss = get(s.edge.http, "web.test", "/x?y=/teapot");
+    assert_eq!(miss.status, 404);
+    assert_eq!(miss.text(), "no such route on the adit origin\n");
+}
+
+#[test]
+fn unknown_hostname_gets_404() {
+    let origin = start_origin();
+    let s = setup("unknown-host", &origin_rule(origin));
+    let response = get(s.edge.http, "nobody.test", "/");
+    assert_eq!(response.status, 404);
+    assert!(response.text().contains("No tunnel is routed for nobody.test"));
+}
+
+#[test]
+fn stopped_connector_gets_502() {
+    let origin = start_origin();
+    let mut s = setup("stopped", &origin_rule(origin));
+    assert_eq!(get(s.edge.http, "web.test", "/").status, 200);
+    s.connector.terminate();
+    let status = s.connector.wait_exit(Duration::from_secs(10)).expect("connector exits");
+    assert!(status.success(), "connector exit: {status:?}");
+    let response = eventually(Duration::from_secs(10), "502 from the edge", || {
+        let response = get(s.edge.http, "web.test", "/");
+        (response.status == 502).then_some(response)
+    });
+    assert!(response.text().contains("has no connector running"), "{}", response.text());
+    assert_eq!(s.edge.connections("web"), 0);
+}
+
+#[test]
+fn unreachable_origin_gets_502_naming_the_service() {
+    let closed = free_tcp_addr();
+    let s = setup("origin-down", &format!("  - service: http://{closed}\n"));
+    let response = get(s.edge.http, "web.test", "/");
+    assert_eq!(response.status, 502);
+    assert!(response.text().contains(&format!("http://{closed}")), "{}", response.text());
+}
+
+#[test]
+fn slow_origin_gets_504() {
+    let origin = start_origin();
+    let ingress = format!(
+        "  - service: http://{origin}\n    originRequest:\n      responseTimeout: 1s\n"
+    );
+    let s = setup("slow-origin", &ingress);
+    let response = get(s.edge.http, "web.test", "/delay/3000");
+    assert_eq!(response.status, 504);
+    assert!(response.text().contains("did not answer within 1s"), "{}", response.text());
+}
+
+#[test]
+fn malformed_and_oversized_requests_are_refused() {
+    let origin = start_origin();
+    let s = setup("bad-requests", &origin_rule(origin));
+
+    let mut client = Client::connect(s.edge.http);
+    client.send_raw(b"GET / HTTP/1.1\r\nHost web.test\r\n\r\n");
+    assert_eq!(client.read_response(false).unwrap().status, 400);
+
+    let mut client = Client::connect(s.edge.http);
+    let big = "x".repeat(33 * 1024);
+    client.send_raw(format!("GET / HTTP/1.1\r\nHost: web.test\r\nX-Big: {big}\r\n\r\n").as_bytes());
+    assert_eq!(client.read_response(false).unwrap().status, 431);
+
+    let mut client = Client::connect(s.edge.http);
+    client.send_raw(
+        b"POST / HTTP/1.1\r\nHost: web.test\r\nContent-Length: 3\r\n\
+          Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    );
+    assert_eq!(client.read_response(false).unwrap().status, 400);
+
+    // The edge is still serving.
+    assert_eq!(get(s.edge.http, "web.test", "/").status, 200);
+}
+
+#[test]
+fn a_wrong_secret_is_refused_without_retrying() {
+    let dir = TempDir::new("wrong-secret");
+    let edge = Edge::start(dir.path());
+    let cred = edge.create_tunnel("web");
+    let text = std::fs::read_to_string(&cred).unwrap();
+    let mut creds: serde_json::Value = serde_json::from_str(&text).unwrap();
+    creds["TunnelSecret"] = serde_json::Value::String(hex::encode([9u8; 32]));
+    std::fs::write(&cred, serde_json::to_string(&creds).unwrap()).unwrap();
+
+    let mut connector = start_connector(dir.path(), "web", &cred, "  - service: hello_world\n");
+    let status = connector.wait_exit(Duration::from_secs(20)).expect("connector gives up");
+    assert_eq!(status.code(), Some(1));
+    let log = connector.log_text();
+    assert!(log.contains("tunnel secret does not match"), "{log}");
+    assert_eq!(log.matches("reconnecting").count(), 0, "{log}");
+}
+
+#[test]
+fn edge_restart_keeps_tunnels_and_the_connector_comes_back() {
+    let origin = start_origin();
+    let mut s = setup("restart", &origin_rule(origin));
+    assert_eq!(get(s.edge.http, "web.test", "/").text(), ORIGIN_HELLO);
+
+    let (http, tunnel, admin) = (s.edge.http, s.edge.tunnel, s.edge.admin);
+    s.edge.proc.terminate();
+    s.edge.proc.wait_exit(Duration::from_secs(10)).expect("edge exits");
+    let dir = s.edge.dir.clone();
+    s.edge = Edge::start_on(&dir, http, tunnel, admin);
+
+    let list = s.edge.cli(&["tunnel", "list", "--output", "json"]);
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(list[0]["name"], "web");
+
+    let response = eventually(Duration::from_secs(40), "the tunnel to come back", || {
+        let response = get(http, "web.test", "/");
+        (response.status == 200).then_some(response)
+    });
+    assert_eq!(response.text(), ORIGIN_HELLO);
+    let _ = &s.cred;
+}
