@@ -1,10 +1,26 @@
-//! The endpoint driver and the handles it serves.
+//! The endpoint handle and the state it shares with its driver task.
+//!
+//! [`Endpoint::new`] spawns the driver ([`super::run`]) on the current monoio runtime. The
+//! handles and the driver share one [`EpShared`]: the quinn-proto endpoint and connection
+//! table behind a `RefCell`, plus a [`DriverWake`] through which handles queue connections
+//! for the driver and wake it.
 
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::future::poll_fn;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use quinn_proto::{ConnectionError, ConnectionHandle, EndpointConfig};
+use tracing::debug;
+
+use super::conn::{register_in, ConnShared, Connection};
+use super::run::Driver;
+use super::udp::{UdpIo, MAX_UDP_PAYLOAD};
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -32,18 +48,142 @@ pub enum StreamError {
     ClosedStream,
 }
 
-/// Path figures of one connection, for `tunnel info` and metrics.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ConnectionStats {
-    pub rtt: Duration,
-    pub cwnd: u64,
-    pub lost_packets: u64,
-    pub sent_packets: u64,
-}
+/// How long [`Endpoint::close`] waits for connections to drain before the driver stops
+/// anyway: about three probe timeouts on a slow WAN path.
+const CLOSE_BOUND: Duration = Duration::from_secs(1);
 
 /// One worker's QUIC endpoint on one UDP socket. Cloning shares it.
 #[derive(Clone)]
-pub struct Endpoint {}
+pub struct Endpoint {
+    inner: Rc<EndpointRef>,
+}
+
+/// The user's reference to the endpoint; when the last one goes, the endpoint stops
+/// accepting and its driver ends once the remaining connections are gone.
+struct EndpointRef {
+    shared: Rc<EpShared>,
+}
+
+impl Drop for EndpointRef {
+    fn drop(&mut self) {
+        self.shared.state.borrow_mut().detached = true;
+        self.shared.wake.notify();
+    }
+}
+
+pub(super) struct EpShared {
+    pub(super) state: RefCell<EpState>,
+    pub(super) wake: DriverWake,
+    local_addr: SocketAddr,
+}
+
+pub(super) struct EpState {
+    pub(super) endpoint: quinn_proto::Endpoint,
+    /// Connections by quinn handle index; a slot is freed when its connection drains.
+    pub(super) conns: Vec<Option<Rc<ConnShared>>>,
+    pub(super) live: usize,
+    pub(super) next_generation: u64,
+    /// Earliest quinn timeout per connection: (deadline, handle index, generation). Entries
+    /// go stale when a connection's deadline moves; the connection's `timer` tells.
+    pub(super) timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    pub(super) server: bool,
+    pub(super) accepted: VecDeque<Connection>,
+    pub(super) accept_waiters: Vec<Waker>,
+    /// Every user handle was dropped.
+    pub(super) detached: bool,
+    /// Set by [`Endpoint::close`]: the time by which the driver stops even if connections
+    /// have not drained.
+    pub(super) closing: Option<Instant>,
+    pub(super) stopped: bool,
+}
+
+impl EpState {
+    /// Registers a connection quinn-proto just created.
+    pub(super) fn insert(
+        &mut self,
+        ep: &Rc<EpShared>,
+        handle: ConnectionHandle,
+        conn: quinn_proto::Connection,
+    ) -> Rc<ConnShared> {
+        self.next_generation += 1;
+        let shared = Rc::new(ConnShared::new(
+            ep.clone(),
+            handle,
+            self.next_generation,
+            conn,
+        ));
+        if self.conns.len() <= handle.0 {
+            self.conns.resize(handle.0 + 1, None);
+        }
+        self.conns[handle.0] = Some(shared.clone());
+        self.live += 1;
+        shared
+    }
+
+    pub(super) fn conn(&self, index: usize) -> Option<&Rc<ConnShared>> {
+        self.conns.get(index).and_then(Option::as_ref)
+    }
+
+    /// Whether new connections are still welcome.
+    pub(super) fn accepting(&self) -> bool {
+        self.server && !self.detached && self.closing.is_none()
+    }
+}
+
+/// How handles reach the driver: a work list of connections and a wake-up that is never
+/// lost, even while the driver is busy sending (the flag stays set until its next turn).
+pub(super) struct DriverWake {
+    notified: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+    dirty: RefCell<Vec<Rc<ConnShared>>>,
+    /// The driver has ended; queueing would only keep connections alive.
+    pub(super) stopped: Cell<bool>,
+}
+
+impl DriverWake {
+    fn new() -> DriverWake {
+        DriverWake {
+            notified: Cell::new(false),
+            waker: Cell::new(None),
+            dirty: RefCell::new(Vec::new()),
+            stopped: Cell::new(false),
+        }
+    }
+
+    /// Puts a connection on the driver's work list for its next turn.
+    pub(super) fn enqueue(&self, conn: &Rc<ConnShared>) {
+        if !conn.queued.replace(true) && !self.stopped.get() {
+            self.dirty.borrow_mut().push(conn.clone());
+        }
+    }
+
+    /// Makes the driver run another turn.
+    pub(super) fn notify(&self) {
+        if !self.notified.replace(true) {
+            if let Some(waker) = self.waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Starts a turn: later notifications call for another one.
+    pub(super) fn begin_turn(&self) {
+        self.notified.set(false);
+    }
+
+    pub(super) fn is_notified(&self) -> bool {
+        self.notified.get()
+    }
+
+    pub(super) fn set_waker(&self, waker: &Waker) {
+        self.waker.set(Some(waker.clone()));
+    }
+
+    /// Swaps the work list with `into` (an empty list whose capacity is kept for reuse).
+    pub(super) fn take_dirty(&self, into: &mut Vec<Rc<ConnShared>>) {
+        std::mem::swap(&mut *self.dirty.borrow_mut(), into);
+    }
+}
 
 impl Endpoint {
     /// Takes a bound UDP socket (set non-blocking here), raises its buffers, and spawns the
@@ -52,17 +192,72 @@ impl Endpoint {
         socket: std::net::UdpSocket,
         server: Option<Arc<quinn_proto::ServerConfig>>,
     ) -> std::io::Result<Endpoint> {
-        let _ = (socket, server);
-        todo!()
+        let (io, ready) = UdpIo::new(socket)?;
+        let local_addr = io.local_addr()?;
+
+        let mut config = EndpointConfig::default();
+        config
+            .max_udp_payload_size(MAX_UDP_PAYLOAD)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let is_server = server.is_some();
+        let endpoint =
+            quinn_proto::Endpoint::new(Arc::new(config), server, !io.may_fragment(), None);
+
+        let shared = Rc::new(EpShared {
+            state: RefCell::new(EpState {
+                endpoint,
+                conns: Vec::new(),
+                live: 0,
+                next_generation: 0,
+                timers: BinaryHeap::new(),
+                server: is_server,
+                accepted: VecDeque::new(),
+                accept_waiters: Vec::new(),
+                detached: false,
+                closing: None,
+                stopped: false,
+            }),
+            wake: DriverWake::new(),
+            local_addr,
+        });
+        monoio::spawn(Driver::new(shared.clone(), io).run(ready));
+        debug!(%local_addr, server = is_server, "quic endpoint started");
+
+        Ok(Endpoint {
+            inner: Rc::new(EndpointRef { shared }),
+        })
+    }
+
+    fn shared(&self) -> &Rc<EpShared> {
+        &self.inner.shared
+    }
+
+    /// Connections not yet drained, for tests that check the table is cleaned.
+    #[cfg(test)]
+    pub(super) fn inner_live(&self) -> usize {
+        let state = self.shared().state.borrow();
+        debug_assert_eq!(state.conns.iter().flatten().count(), state.live);
+        state.live
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        todo!()
+        self.shared().local_addr
     }
 
     /// The next incoming connection, once its handshake completes; `None` once closed.
     pub async fn accept(&self) -> Option<Connection> {
-        todo!()
+        poll_fn(|cx| {
+            let mut state = self.shared().state.borrow_mut();
+            if let Some(conn) = state.accepted.pop_front() {
+                return Poll::Ready(Some(conn));
+            }
+            if !state.accepting() || state.stopped {
+                return Poll::Ready(None);
+            }
+            register_in(&mut state.accept_waiters, cx);
+            Poll::Pending
+        })
+        .await
     }
 
     /// Dials `addr` and waits for the handshake to complete.
@@ -72,104 +267,62 @@ impl Endpoint {
         addr: SocketAddr,
         server_name: &str,
     ) -> Result<Connection, QuicError> {
-        let _ = (config, addr, server_name);
-        todo!()
+        let shared = {
+            let mut state = self.shared().state.borrow_mut();
+            if state.closing.is_some() || state.stopped {
+                return Err(QuicError::EndpointClosed);
+            }
+            let (handle, conn) =
+                state
+                    .endpoint
+                    .connect(Instant::now(), config, addr, server_name)?;
+            state.insert(self.shared(), handle, conn)
+        };
+        // Made before waiting so that a cancelled connect closes the connection.
+        let connection = Connection::new(shared.clone());
+        shared.touch();
+
+        poll_fn(|cx| {
+            let mut state = shared.state.borrow_mut();
+            if let Some(error) = &state.error {
+                return Poll::Ready(Err(QuicError::Connection(error.clone())));
+            }
+            if state.connected {
+                return Poll::Ready(Ok(()));
+            }
+            state.connect_waiter = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await?;
+        Ok(connection)
     }
 
     /// Closes every connection with `code` and `reason` and stops the driver once they are
     /// drained.
     pub fn close(&self, code: u32, reason: &[u8]) {
-        let _ = (code, reason);
-        todo!()
+        let (conns, accepted, waiters) = {
+            let mut state = self.shared().state.borrow_mut();
+            if state.closing.is_none() {
+                state.closing = Some(Instant::now() + CLOSE_BOUND);
+            }
+            let conns: Vec<_> = state.conns.iter().flatten().cloned().collect();
+            let accepted = std::mem::take(&mut state.accepted);
+            (conns, accepted, std::mem::take(&mut state.accept_waiters))
+        };
+
+        for conn in &conns {
+            let open = conn.state.borrow().error.is_none();
+            if open {
+                conn.close(code, reason);
+            }
+        }
+        drop(accepted);
+        waiters.into_iter().for_each(Waker::wake);
+        self.shared().wake.notify();
     }
 }
 
-/// A handle to one connection. Cloning shares it; the connection lives while any handle or
-/// stream does, or until closed.
-#[derive(Clone)]
-pub struct Connection {}
-
-impl Connection {
-    pub fn remote_address(&self) -> SocketAddr {
-        todo!()
-    }
-
-    /// Opens a bidirectional stream, waiting while the peer's stream limit is reached.
-    pub async fn open_bi(&self) -> Result<(SendStream, RecvStream), QuicError> {
-        todo!()
-    }
-
-    /// The next bidirectional stream the peer opened.
-    pub async fn accept_bi(&self) -> Result<(SendStream, RecvStream), QuicError> {
-        todo!()
-    }
-
-    /// Resolves when the connection is closed, with the reason.
-    pub async fn closed(&self) -> QuicError {
-        todo!()
-    }
-
-    /// Whether the connection is closed or closing.
-    pub fn is_closed(&self) -> bool {
-        todo!()
-    }
-
-    pub fn close(&self, code: u32, reason: &[u8]) {
-        let _ = (code, reason);
-        todo!()
-    }
-
-    pub fn stats(&self) -> ConnectionStats {
-        todo!()
-    }
-
-    /// Streams opened on this connection that are not yet finished both ways.
-    pub fn open_streams(&self) -> usize {
-        todo!()
-    }
-}
-
-/// The sending half of a stream. Dropping it without [`SendStream::finish`] resets it.
-pub struct SendStream {}
-
-impl SendStream {
-    /// Queues `data` on the stream, moving the buffer (no copy), waiting while flow control
-    /// has no room for it. Returns once all of `data` is queued.
-    pub async fn write(&mut self, data: Bytes) -> Result<(), StreamError> {
-        let _ = data;
-        todo!()
-    }
-
-    /// Ends the stream cleanly after the queued data.
-    pub fn finish(&mut self) -> Result<(), StreamError> {
-        todo!()
-    }
-
-    /// Abandons the stream with an application error code.
-    pub fn reset(&mut self, code: u32) {
-        let _ = code;
-        todo!()
-    }
-
-    /// Resolves when the peer stops the stream (it no longer wants the data), with the code.
-    pub async fn stopped(&mut self) -> Result<u64, StreamError> {
-        todo!()
-    }
-}
-
-/// The receiving half of a stream. Dropping it before the end stops it.
-pub struct RecvStream {}
-
-impl RecvStream {
-    /// The next chunk of at most `max` bytes, in order; `Ok(None)` at the end of the stream.
-    pub async fn read_chunk(&mut self, max: usize) -> Result<Option<Bytes>, StreamError> {
-        let _ = max;
-        todo!()
-    }
-
-    /// Tells the peer to stop sending, with an application error code.
-    pub fn stop(&mut self, code: u32) {
-        let _ = code;
-        todo!()
-    }
+/// The error connections see when the endpoint stops under them.
+pub(super) fn endpoint_stopped() -> ConnectionError {
+    ConnectionError::LocallyClosed
 }

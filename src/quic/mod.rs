@@ -8,9 +8,15 @@
 //! driver fires when quinn-proto reports progress.
 
 mod config;
+mod conn;
 mod driver;
+mod run;
+mod stream;
+#[cfg(test)]
+mod tests;
+mod udp;
 
 pub use config::{client_config, server_config, transport_config};
-pub use driver::{
-    Connection, ConnectionStats, Endpoint, QuicError, RecvStream, SendStream, StreamError,
-};
+pub use conn::{Connection, ConnectionStats};
+pub use driver::{Endpoint, QuicError, StreamError};
+pub use stream::{RecvStream, SendStream};

@@ -1,0 +1,234 @@
+//! UDP IO of one endpoint: quinn-udp's batched syscalls (`recvmmsg` with GRO, `sendmsg` with
+//! GSO) on the non-blocking socket, with monoio used only to wait for readiness.
+//!
+//! monoio's own UDP operations cannot carry control messages, so GSO and GRO are out of their
+//! reach. The readiness socket is a duplicate of the IO socket's descriptor: both name the
+//! same kernel socket, so polling one tells when the other can be read or written, and no
+//! monoio read or write is ever issued on it.
+
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, SocketAddr};
+
+use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
+use tracing::{debug, info, warn};
+
+/// Socket buffer size asked for: the default ~208 KiB drops packets at full speed.
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// Receive buffers handed to one `recvmmsg`.
+pub(super) const RECV_SLOTS: usize = 16;
+
+/// A GRO train never exceeds one maximal IP datagram.
+const GRO_SLOT: usize = 64 << 10;
+
+/// The largest datagram we accept without GRO; it is also advertised to peers as our
+/// `max_udp_payload_size`, so they never send more (1500-byte Ethernet MTU minus IPv4 and UDP
+/// headers).
+pub(super) const MAX_UDP_PAYLOAD: u16 = 1472;
+
+pub(super) struct UdpIo {
+    /// The socket every quinn-udp syscall goes through.
+    socket: std::net::UdpSocket,
+    state: UdpSocketState,
+    /// `RECV_SLOTS` receive buffers of `slot_len` bytes each, reused for every batch.
+    recv_buf: Vec<u8>,
+    slot_len: usize,
+    meta: [RecvMeta; RECV_SLOTS],
+}
+
+impl UdpIo {
+    /// Takes the bound socket, sets it non-blocking and raises its buffers. Also returns a
+    /// duplicate registered with the current monoio runtime, to be polled for readiness only.
+    pub(super) fn new(
+        socket: std::net::UdpSocket,
+    ) -> io::Result<(UdpIo, monoio::net::udp::UdpSocket)> {
+        let state = UdpSocketState::new((&socket).into())?;
+        let addr = socket.local_addr()?;
+        raise_buffers(&socket, addr);
+
+        let gro = state.gro_segments();
+        let slot_len = if gro > 1 {
+            GRO_SLOT
+        } else {
+            usize::from(MAX_UDP_PAYLOAD)
+        };
+        info!(
+            %addr,
+            gso_segments = state.max_gso_segments(),
+            gro_segments = gro,
+            "quic endpoint: GSO {}, GRO {}",
+            if state.max_gso_segments() > 1 { "on" } else { "off" },
+            if gro > 1 { "on" } else { "off" },
+        );
+
+        let ready = monoio::net::udp::UdpSocket::from_std(socket.try_clone()?)?;
+        let io = UdpIo {
+            socket,
+            state,
+            recv_buf: vec![0; slot_len * RECV_SLOTS],
+            slot_len,
+            meta: [RecvMeta::default(); RECV_SLOTS],
+        };
+        Ok((io, ready))
+    }
+
+    pub(super) fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Whether outgoing datagrams may be fragmented, which rules out MTU discovery.
+    pub(super) fn may_fragment(&self) -> bool {
+        self.state.may_fragment()
+    }
+
+    /// The most datagrams one send may carry as a GSO train; 1 without GSO. It can drop at
+    /// run time when the kernel refuses GSO.
+    pub(super) fn max_gso_segments(&self) -> usize {
+        self.state.max_gso_segments()
+    }
+
+    /// Receives one batch without blocking; returns how many buffers were filled, to be read
+    /// back with [`UdpIo::datagrams`].
+    pub(super) fn recv(&mut self) -> io::Result<usize> {
+        let mut chunks = self.recv_buf.chunks_mut(self.slot_len);
+        let mut bufs: [IoSliceMut<'_>; RECV_SLOTS] =
+            std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
+        self.state
+            .recv((&self.socket).into(), &mut bufs, &mut self.meta)
+    }
+
+    /// The `i`-th buffer of the last batch: its metadata and bytes (possibly a GRO train of
+    /// `meta.stride`-sized datagrams).
+    pub(super) fn datagrams(&self, i: usize) -> Option<(&RecvMeta, &[u8])> {
+        let meta = self.meta.get(i)?;
+        let start = i * self.slot_len;
+        let data = self
+            .recv_buf
+            .get(start..start + meta.len.min(self.slot_len))?;
+        Some((meta, data))
+    }
+
+    /// Sends one datagram or GSO train without blocking.
+    pub(super) fn send(&self, out: &Outgoing, contents: &[u8]) -> io::Result<()> {
+        let transmit = Transmit {
+            destination: out.destination,
+            ecn: out.ecn,
+            contents,
+            segment_size: out.segment_size,
+            src_ip: out.src_ip,
+        };
+        self.state.try_send((&self.socket).into(), &transmit)
+    }
+}
+
+/// Where and how to send a datagram, taken from a quinn-proto transmit.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Outgoing {
+    pub(super) destination: SocketAddr,
+    pub(super) ecn: Option<quinn_udp::EcnCodepoint>,
+    pub(super) segment_size: Option<usize>,
+    pub(super) src_ip: Option<IpAddr>,
+}
+
+impl From<&quinn_proto::Transmit> for Outgoing {
+    fn from(t: &quinn_proto::Transmit) -> Outgoing {
+        Outgoing {
+            destination: t.destination,
+            ecn: t
+                .ecn
+                .and_then(|e| quinn_udp::EcnCodepoint::from_bits(e as u8)),
+            segment_size: t.segment_size,
+            src_ip: t.src_ip,
+        }
+    }
+}
+
+/// Whether a send error only means this datagram is lost (UDP allows that) rather than that
+/// the socket must be waited on.
+pub(super) fn log_send_error(error: &io::Error) {
+    // EMSGSIZE is what MTU probes beyond the path's limit get; that is how discovery learns.
+    if error.raw_os_error() != Some(libc::EMSGSIZE) {
+        debug!(%error, "udp send failed; datagram dropped");
+    }
+}
+
+/// Asks for `SOCKET_BUFFER` in both directions, forcing past the sysctl caps when privileged,
+/// and reports what the kernel granted.
+fn raise_buffers(socket: &std::net::UdpSocket, addr: SocketAddr) {
+    let sock = socket2::SockRef::from(socket);
+    set_buffer(&sock, Direction::Receive);
+    set_buffer(&sock, Direction::Send);
+
+    let recv = sock.recv_buffer_size().unwrap_or(0);
+    let send = sock.send_buffer_size().unwrap_or(0);
+    info!(%addr, recv_buffer = recv, send_buffer = send, "quic endpoint socket buffers");
+
+    // Linux reports twice the granted size (it counts its own bookkeeping).
+    let granted = if cfg!(target_os = "linux") {
+        2 * SOCKET_BUFFER
+    } else {
+        SOCKET_BUFFER
+    };
+    if recv < granted || send < granted {
+        warn!(
+            %addr,
+            recv_buffer = recv,
+            send_buffer = send,
+            "udp socket buffers are capped below {SOCKET_BUFFER} bytes, which costs throughput; \
+             run: sysctl -w net.core.rmem_max={SOCKET_BUFFER} net.core.wmem_max={SOCKET_BUFFER}"
+        );
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Receive,
+    Send,
+}
+
+fn set_buffer(sock: &socket2::SockRef<'_>, direction: Direction) {
+    if set_buffer_forced(sock, direction).is_ok() {
+        return;
+    }
+    let result = match direction {
+        Direction::Receive => sock.set_recv_buffer_size(SOCKET_BUFFER),
+        Direction::Send => sock.set_send_buffer_size(SOCKET_BUFFER),
+    };
+    if let Err(error) = result {
+        debug!(%error, "cannot set udp socket buffer size");
+    }
+}
+
+/// `SO_RCVBUFFORCE`/`SO_SNDBUFFORCE` ignore `net.core.rmem_max`/`wmem_max` but need
+/// `CAP_NET_ADMIN`.
+#[cfg(target_os = "linux")]
+fn set_buffer_forced(sock: &socket2::SockRef<'_>, direction: Direction) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+
+    let option = match direction {
+        Direction::Receive => libc::SO_RCVBUFFORCE,
+        Direction::Send => libc::SO_SNDBUFFORCE,
+    };
+    let value = SOCKET_BUFFER as libc::c_int;
+    // SAFETY: the descriptor is a live socket borrowed for the call, and the option value
+    // points at a c_int whose size is passed alongside.
+    let ret = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_buffer_forced(_: &socket2::SockRef<'_>, _: Direction) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
