@@ -17,7 +17,9 @@ fn head_parse(c: &mut Criterion) {
     c.bench_function("http/parse_request", |b| {
         b.iter(|| {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let head = http::parse_request(black_box(HEAD), &mut headers).unwrap().unwrap();
+            let head = http::parse_request(black_box(HEAD), &mut headers)
+                .unwrap()
+                .unwrap();
             black_box(http::request_framing(head.headers).unwrap());
         })
     });

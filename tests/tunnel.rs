@@ -43,12 +43,14 @@ fn get_returns_the_exact_body() {
     let response = get(s.edge.http, "web.test", "/");
     assert_eq!(response.status, 200);
     assert_eq!(response.text(), ORIGIN_HELLO);
-    assert_eq!(response.header("content-length"), Some("26"));
+    assert_eq!(response.header("content-length"), Some("27"));
 
     let bytes = get(s.edge.http, "web.test:8080", "/bytes/100000");
     assert_eq!(bytes.status, 200);
     assert_eq!(bytes.body.len(), 100_000);
-    let expected: Vec<u8> = (0..100_000).map(|i| b'a' + (i % (64 * 1024) % 26) as u8).collect();
+    let expected: Vec<u8> = (0..100_000)
+        .map(|i| b'a' + (i % (64 * 1024) % 26) as u8)
+        .collect();
     assert_eq!(bytes.body, expected);
 }
 
@@ -115,7 +117,12 @@ fn hostnames_route_to_their_own_tunnels() {
     edge.route("first", "one.test");
     edge.route("second", "*.two.test");
     let _a = start_connector(dir.path(), "first", &first, &origin_rule(origin));
-    let _b = start_connector(dir.path(), "second", &second, "  - service: http_status:418\n");
+    let _b = start_connector(
+        dir.path(),
+        "second",
+        &second,
+        "  - service: http_status:418\n",
+    );
     edge.wait_connections("first", 2);
     edge.wait_connections("second", 2);
 
@@ -147,7 +154,9 @@ fn unknown_hostname_gets_404() {
     let s = setup("unknown-host", &origin_rule(origin));
     let response = get(s.edge.http, "nobody.test", "/");
     assert_eq!(response.status, 404);
-    assert!(response.text().contains("No tunnel is routed for nobody.test"));
+    assert!(response
+        .text()
+        .contains("No tunnel is routed for nobody.test"));
 }
 
 #[test]
@@ -156,13 +165,20 @@ fn stopped_connector_gets_502() {
     let mut s = setup("stopped", &origin_rule(origin));
     assert_eq!(get(s.edge.http, "web.test", "/").status, 200);
     s.connector.terminate();
-    let status = s.connector.wait_exit(Duration::from_secs(10)).expect("connector exits");
+    let status = s
+        .connector
+        .wait_exit(Duration::from_secs(10))
+        .expect("connector exits");
     assert!(status.success(), "connector exit: {status:?}");
     let response = eventually(Duration::from_secs(10), "502 from the edge", || {
         let response = get(s.edge.http, "web.test", "/");
         (response.status == 502).then_some(response)
     });
-    assert!(response.text().contains("has no connector running"), "{}", response.text());
+    assert!(
+        response.text().contains("has no connector running"),
+        "{}",
+        response.text()
+    );
     assert_eq!(s.edge.connections("web"), 0);
 }
 
@@ -172,19 +188,26 @@ fn unreachable_origin_gets_502_naming_the_service() {
     let s = setup("origin-down", &format!("  - service: http://{closed}\n"));
     let response = get(s.edge.http, "web.test", "/");
     assert_eq!(response.status, 502);
-    assert!(response.text().contains(&format!("http://{closed}")), "{}", response.text());
+    assert!(
+        response.text().contains(&format!("http://{closed}")),
+        "{}",
+        response.text()
+    );
 }
 
 #[test]
 fn slow_origin_gets_504() {
     let origin = start_origin();
-    let ingress = format!(
-        "  - service: http://{origin}\n    originRequest:\n      responseTimeout: 1s\n"
-    );
+    let ingress =
+        format!("  - service: http://{origin}\n    originRequest:\n      responseTimeout: 1s\n");
     let s = setup("slow-origin", &ingress);
     let response = get(s.edge.http, "web.test", "/delay/3000");
     assert_eq!(response.status, 504);
-    assert!(response.text().contains("did not answer within 1s"), "{}", response.text());
+    assert!(
+        response.text().contains("did not answer within 1s"),
+        "{}",
+        response.text()
+    );
 }
 
 #[test]
@@ -223,7 +246,9 @@ fn a_wrong_secret_is_refused_without_retrying() {
     std::fs::write(&cred, serde_json::to_string(&creds).unwrap()).unwrap();
 
     let mut connector = start_connector(dir.path(), "web", &cred, "  - service: hello_world\n");
-    let status = connector.wait_exit(Duration::from_secs(20)).expect("connector gives up");
+    let status = connector
+        .wait_exit(Duration::from_secs(20))
+        .expect("connector gives up");
     assert_eq!(status.code(), Some(1));
     let log = connector.log_text();
     assert!(log.contains("tunnel secret does not match"), "{log}");
@@ -238,7 +263,10 @@ fn edge_restart_keeps_tunnels_and_the_connector_comes_back() {
 
     let (http, tunnel, admin) = (s.edge.http, s.edge.tunnel, s.edge.admin);
     s.edge.proc.terminate();
-    s.edge.proc.wait_exit(Duration::from_secs(10)).expect("edge exits");
+    s.edge
+        .proc
+        .wait_exit(Duration::from_secs(10))
+        .expect("edge exits");
     let dir = s.edge.dir.clone();
     s.edge = Edge::start_on(&dir, http, tunnel, admin);
 

@@ -92,11 +92,17 @@ impl Drop for Proc {
 }
 
 pub fn free_tcp_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 pub fn free_udp_addr() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// Retries `f` every 50 ms until it returns `Some`, for at most `limit`.
@@ -106,7 +112,10 @@ pub fn eventually<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<
         if let Some(value) = f() {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -171,25 +180,45 @@ impl Edge {
     /// Creates a tunnel and returns its credentials file.
     pub fn create_tunnel(&self, name: &str) -> PathBuf {
         let cred = self.dir.join(format!("{name}.json"));
-        let out = self.cli(&["tunnel", "create", name, "--cred-file", cred.to_str().unwrap()]);
-        assert!(out.status.success(), "create failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = self.cli(&[
+            "tunnel",
+            "create",
+            name,
+            "--cred-file",
+            cred.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         cred
     }
 
     pub fn route(&self, name: &str, hostname: &str) {
         let out = self.cli(&["tunnel", "route", "dns", name, hostname]);
-        assert!(out.status.success(), "route failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "route failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// The tunnel's `info` as JSON.
     pub fn info(&self, name: &str) -> serde_json::Value {
         let out = self.cli(&["tunnel", "info", name, "--output", "json"]);
-        assert!(out.status.success(), "info failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "info failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
     pub fn connections(&self, name: &str) -> usize {
-        self.info(name)["connections"].as_array().map_or(0, Vec::len)
+        self.info(name)["connections"]
+            .as_array()
+            .map_or(0, Vec::len)
     }
 
     /// Waits until the tunnel has at least `n` registered connections.
@@ -225,7 +254,9 @@ pub fn start_connector(dir: &Path, name: &str, cred: &Path, ingress_yaml: &str) 
 
 /// The built-in origin, in this test process.
 pub fn start_origin() -> SocketAddr {
-    adit::origin::spawn("127.0.0.1:0".parse().unwrap(), 1).unwrap().addr
+    adit::origin::spawn("127.0.0.1:0".parse().unwrap(), 1)
+        .unwrap()
+        .addr
 }
 
 #[derive(Debug)]
@@ -257,7 +288,9 @@ pub struct Client {
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         stream.set_nodelay(true).unwrap();
         Client {
             stream,
@@ -270,7 +303,13 @@ impl Client {
     }
 
     /// Sends a request with a Content-Length body (when given) and reads the response.
-    pub fn request(&mut self, method: &str, host: &str, path: &str, body: Option<&[u8]>) -> Response {
+    pub fn request(
+        &mut self,
+        method: &str,
+        host: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Response {
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
         if let Some(body) = body {
             head.push_str(&format!("Content-Length: {}\r\n", body.len()));
@@ -293,7 +332,12 @@ impl Client {
                 let headers = head
                     .headers
                     .iter()
-                    .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
+                    .map(|h| {
+                        (
+                            h.name.to_owned(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
                     .collect();
                 break (head.status, headers, framing, head.len);
             }
