@@ -322,8 +322,9 @@ async fn read_head(
                         .headers
                         .iter()
                         .filter(|h| {
-                            !(strip_length && h.name.eq_ignore_ascii_case("content-length"))
-                                && !http::head::is_hop_by_hop(h.name, head.headers)
+                            let length = h.name.eq_ignore_ascii_case("content-length");
+                            !(strip_length && length
+                                || http::head::is_hop_by_hop(h.name, head.headers))
                         })
                         .map(|h| (h.name.as_bytes(), h.value));
                     let mut frame = BytesMut::with_capacity(256 + head.len);

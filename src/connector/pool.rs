@@ -2,7 +2,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::future::Future;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -24,47 +23,33 @@ pub enum OriginConn {
 unsafe impl Split for OriginConn {}
 
 impl AsyncReadRent for OriginConn {
-    fn read<T: IoBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
-        async move {
-            match self {
-                OriginConn::Tcp(s) => s.read(buf).await,
-                OriginConn::Unix(s) => s.read(buf).await,
-            }
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            OriginConn::Tcp(s) => s.read(buf).await,
+            OriginConn::Unix(s) => s.read(buf).await,
         }
     }
 
-    fn readv<T: IoVecBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
-        async move {
-            match self {
-                OriginConn::Tcp(s) => s.readv(buf).await,
-                OriginConn::Unix(s) => s.readv(buf).await,
-            }
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            OriginConn::Tcp(s) => s.readv(buf).await,
+            OriginConn::Unix(s) => s.readv(buf).await,
         }
     }
 }
 
 impl AsyncWriteRent for OriginConn {
-    fn write<T: monoio::buf::IoBuf>(
-        &mut self,
-        buf: T,
-    ) -> impl Future<Output = BufResult<usize, T>> {
-        async move {
-            match self {
-                OriginConn::Tcp(s) => s.write(buf).await,
-                OriginConn::Unix(s) => s.write(buf).await,
-            }
+    async fn write<T: monoio::buf::IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            OriginConn::Tcp(s) => s.write(buf).await,
+            OriginConn::Unix(s) => s.write(buf).await,
         }
     }
 
-    fn writev<T: monoio::buf::IoVecBuf>(
-        &mut self,
-        buf: T,
-    ) -> impl Future<Output = BufResult<usize, T>> {
-        async move {
-            match self {
-                OriginConn::Tcp(s) => s.writev(buf).await,
-                OriginConn::Unix(s) => s.writev(buf).await,
-            }
+    async fn writev<T: monoio::buf::IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            OriginConn::Tcp(s) => s.writev(buf).await,
+            OriginConn::Unix(s) => s.writev(buf).await,
         }
     }
 
