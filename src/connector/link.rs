@@ -63,6 +63,9 @@ pub async fn run_link(
                 failures = 0;
                 let why = serve_connection(local.clone(), conn).await;
                 drop(control);
+                if local.stopping.get() {
+                    return;
+                }
                 tracing::warn!(index, "connection to the edge lost: {why}");
             }
             Err(LinkError::Refused { code, message }) if !code.retryable() => {
@@ -72,6 +75,7 @@ pub async fn run_link(
                 ));
                 return;
             }
+            Err(_) if local.stopping.get() => return,
             Err(err) => {
                 tracing::warn!(index, edge = %settings.edge, "cannot register with the edge: {err}");
             }

@@ -120,6 +120,7 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
             let local = Rc::new(Local {
                 ingress,
                 pool: Default::default(),
+                stopping: Default::default(),
             });
             let settings = Rc::new(LinkSettings::clone(&settings));
             for i in (0..ha).filter(|i| usize::from(*i) % workers == index) {
@@ -134,6 +135,7 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
             }
             // Runs until told to stop (or until the Connector is dropped).
             let _ = stopped.await;
+            local.stopping.set(true);
             endpoint.close(CLOSE_SHUTDOWN, b"connector shutting down");
             // Let the close frames leave before the runtime goes away.
             monoio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -18,6 +18,8 @@ const RESET_BAD_REQUEST: u32 = 1;
 pub struct Local {
     pub ingress: Arc<Ingress>,
     pub pool: Pool,
+    /// Set when the connector is shutting down: links stop instead of reconnecting.
+    pub stopping: std::cell::Cell<bool>,
 }
 
 /// Accepts and serves streams until the connection ends; returns why it ended.
