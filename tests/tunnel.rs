@@ -281,3 +281,25 @@ fn edge_restart_keeps_tunnels_and_the_connector_comes_back() {
     assert_eq!(response.text(), ORIGIN_HELLO);
     let _ = &s.cred;
 }
+
+#[test]
+fn requests_on_a_worker_without_a_connection_are_handed_over() {
+    // One tunnel connection lands on one of the edge's two workers; the kernel spreads the
+    // public connections over both, so about half must move to the worker that owns it.
+    let origin = start_origin();
+    let dir = TempDir::new("handoff");
+    let edge = Edge::start(dir.path());
+    let cred = edge.create_tunnel("web");
+    edge.route("web", "web.test");
+    let _connector = start_connector_with(dir.path(), "web", &cred, &origin_rule(origin), 1);
+    edge.wait_connections("web", 1);
+    for i in 0..40 {
+        let mut client = Client::connect(edge.http);
+        let body = pattern(100_000 + i);
+        let response = client.request("POST", "web.test", "/echo", Some(&body));
+        assert_eq!(response.status, 200, "request {i}");
+        assert!(response.body == body, "request {i}: echoed body differs");
+        let again = client.request("GET", "web.test", "/", None);
+        assert_eq!(again.text(), ORIGIN_HELLO, "request {i} (keep-alive)");
+    }
+}

@@ -504,6 +504,7 @@ fn handoff(
     // SAFETY: `into_raw_fd` released the descriptor from the monoio stream, so this is its
     // only owner.
     let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    tracing::debug!(%peer, from = worker.index, to = target, "handing the client connection over");
     let msg = WorkerMsg::Handoff {
         stream,
         peer,

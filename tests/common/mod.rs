@@ -229,8 +229,19 @@ impl Edge {
     }
 }
 
-/// Writes a connector config and starts `adit tunnel run` with it.
+/// Writes a connector config and starts `adit tunnel run` with it (two connections).
 pub fn start_connector(dir: &Path, name: &str, cred: &Path, ingress_yaml: &str) -> Proc {
+    start_connector_with(dir, name, cred, ingress_yaml, 2)
+}
+
+/// As [`start_connector`], with `ha` connections.
+pub fn start_connector_with(
+    dir: &Path,
+    name: &str,
+    cred: &Path,
+    ingress_yaml: &str,
+    ha: u8,
+) -> Proc {
     let config = dir.join(format!("{name}-{}.yml", uuid::Uuid::new_v4()));
     let text = format!(
         "tunnel: {name}\ncredentials-file: {}\ningress:\n{ingress_yaml}",
@@ -245,7 +256,7 @@ pub fn start_connector(dir: &Path, name: &str, cred: &Path, ingress_yaml: &str) 
         "--config",
         config.to_str().unwrap(),
         "--ha-connections",
-        "2",
+        &ha.to_string(),
         "--workers",
         "1",
     ];
