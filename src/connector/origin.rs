@@ -15,7 +15,9 @@ use super::pool::{dial, OriginConn};
 use super::serve::{send_error, Local};
 use crate::http::{self, body, BodyDecoder, BodyFraming, MAX_HEADERS};
 use crate::quic::{RecvStream, SendStream};
-use crate::runtime::io::{body_chunk, read_more, until_second, write_all, write_bytes};
+use crate::runtime::io::{
+    body_chunk, read_more, until_second, write_all, write_bytes, write_chunk,
+};
 use crate::tunnel::frame::{self, BodyLen, ErrorCode, RequestFrame};
 use crate::tunnel::io::STREAM_READ;
 
@@ -220,14 +222,6 @@ async fn upload(wr: &mut WriteHalf, first: Bytes, recv: &mut RecvStream, body: B
         BodyLen::Known(n) => sent == n,
         _ => write_all(wr, body::LAST_CHUNK).await.is_ok(),
     }
-}
-
-async fn write_chunk(wr: &mut WriteHalf, chunk: Bytes) -> std::io::Result<()> {
-    let mut header = BytesMut::with_capacity(24);
-    body::chunk_header(chunk.len(), &mut header);
-    write_all(wr, header.freeze()).await?;
-    write_bytes(wr, chunk).await?;
-    write_all(wr, body::CHUNK_END).await
 }
 
 enum Failure {

@@ -20,7 +20,9 @@ use super::error::{page, ProxyError};
 use super::worker::{TunnelConn, Worker, WorkerMsg};
 use crate::http::{self, body, BodyDecoder, BodyFraming, HeadError, RequestHead, Version};
 use crate::quic::{RecvStream, SendStream};
-use crate::runtime::io::{body_chunk, read_more, until_second, write_all, write_bytes};
+use crate::runtime::io::{
+    body_chunk, read_more, until_second, write_all, write_bytes, write_chunk,
+};
 use crate::tunnel::frame::{self, BodyLen, Frame, RequestLine, StreamKind};
 use crate::tunnel::io::{read_frame, STREAM_READ};
 
@@ -29,9 +31,6 @@ pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How many tunnel connections a request tries before giving up on opening a stream.
 const OPEN_ATTEMPTS: usize = 3;
-
-/// Chunks up to this size are framed into one write; larger ones go out in three.
-const COALESCE_LIMIT: usize = 16 * 1024;
 
 type ReadHalf = OwnedReadHalf<TcpStream>;
 type WriteHalf = OwnedWriteHalf<TcpStream>;
@@ -444,19 +443,6 @@ async fn relay_body(
             .map_err(|_| Download::AfterHead),
         _ => Ok(()),
     }
-}
-
-async fn write_chunk(wr: &mut WriteHalf, chunk: Bytes) -> std::io::Result<()> {
-    let mut framed = BytesMut::with_capacity(24 + chunk.len().min(COALESCE_LIMIT));
-    body::chunk_header(chunk.len(), &mut framed);
-    if chunk.len() <= COALESCE_LIMIT {
-        framed.put_slice(&chunk);
-        framed.put_slice(body::CHUNK_END);
-        return write_all(wr, framed.freeze()).await;
-    }
-    write_all(wr, framed.freeze()).await?;
-    write_bytes(wr, chunk).await?;
-    write_all(wr, body::CHUNK_END).await
 }
 
 fn put_status(out: &mut BytesMut, status: u16) {

@@ -7,7 +7,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use monoio::net::TcpStream;
 
 use crate::http::{self, body, BodyDecoder, BodyFraming, HeadError, MAX_HEADERS};
-use crate::runtime::io::{body_chunk, invalid_data, read_more, write_all, write_bytes};
+use crate::runtime::io::{
+    body_chunk, invalid_data, read_more, write_all, write_bytes, write_chunk,
+};
 
 /// Most bytes `/bytes/N` and `/stream` will produce, so a typo cannot run for hours.
 const MAX_GENERATED: u64 = 64 * 1024 * 1024 * 1024;
@@ -227,14 +229,6 @@ async fn echo(
         write_all(stream, body::LAST_CHUNK).await?;
     }
     Ok(())
-}
-
-async fn write_chunk(stream: &mut TcpStream, chunk: Bytes) -> io::Result<()> {
-    let mut framed = BytesMut::with_capacity(chunk.len() + 16);
-    body::chunk_header(chunk.len(), &mut framed);
-    framed.put_slice(&chunk);
-    framed.put_slice(body::CHUNK_END);
-    write_all(stream, framed.freeze()).await
 }
 
 /// `/bytes/N`: N bytes of a repeating pattern, written from one shared 64 KiB block.
