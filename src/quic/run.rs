@@ -420,6 +420,7 @@ impl Driver {
             ep.live = 0;
             ep.timers.clear();
             self.wakers.append(&mut ep.accept_waiters);
+            self.wakers.append(&mut ep.stop_waiters);
             let conns: Vec<_> = ep.conns.drain(..).flatten().collect();
             (conns, std::mem::take(&mut ep.accepted))
         };

@@ -360,6 +360,7 @@ fn closing_the_connection_wakes_the_peer_waiters() {
 
         pair.server.close(0, b"");
         assert!(pair.server.accept().await.is_none());
+        pair.server.stopped().await;
         pair.client.close(0, b"");
         let late = pair
             .client
@@ -465,6 +466,7 @@ fn throughput_across_two_workers() {
         elapsed = started.elapsed();
         conn.close(0, b"done");
         client.close(0, b"done");
+        client.stopped().await;
     });
 
     assert_eq!(server.join().unwrap(), LEN);
