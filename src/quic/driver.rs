@@ -189,6 +189,9 @@ impl DriverWake {
 impl Endpoint {
     /// Takes a bound UDP socket (set non-blocking here), raises its buffers, and spawns the
     /// driver on the current monoio runtime. With `server` set, it accepts connections.
+    ///
+    /// Must be called inside a running monoio runtime (with its timer enabled); the endpoint
+    /// and everything made from it belong to that runtime's thread.
     pub fn new(
         socket: std::net::UdpSocket,
         server: Option<Arc<quinn_proto::ServerConfig>>,
