@@ -95,6 +95,7 @@ pub(super) struct EpState {
     /// have not drained.
     pub(super) closing: Option<Instant>,
     pub(super) stopped: bool,
+    pub(super) stop_waiters: Vec<Waker>,
 }
 
 impl EpState {
@@ -188,6 +189,9 @@ impl DriverWake {
 impl Endpoint {
     /// Takes a bound UDP socket (set non-blocking here), raises its buffers, and spawns the
     /// driver on the current monoio runtime. With `server` set, it accepts connections.
+    ///
+    /// Must be called inside a running monoio runtime (with its timer enabled); the endpoint
+    /// and everything made from it belong to that runtime's thread.
     pub fn new(
         socket: std::net::UdpSocket,
         server: Option<Arc<quinn_proto::ServerConfig>>,
@@ -216,6 +220,7 @@ impl Endpoint {
                 detached: false,
                 closing: None,
                 stopped: false,
+                stop_waiters: Vec::new(),
             }),
             wake: DriverWake::new(),
             local_addr,
@@ -295,6 +300,21 @@ impl Endpoint {
         })
         .await?;
         Ok(connection)
+    }
+
+    /// Resolves once the driver has stopped: after [`Endpoint::close`] once every connection
+    /// drained (or the bound passed), or after the last handle went and no connection is left.
+    /// Await it before leaving the runtime so that the CONNECTION_CLOSE frames get out.
+    pub async fn stopped(&self) {
+        poll_fn(|cx| {
+            let mut state = self.shared().state.borrow_mut();
+            if state.stopped {
+                return Poll::Ready(());
+            }
+            register_in(&mut state.stop_waiters, cx);
+            Poll::Pending
+        })
+        .await
     }
 
     /// Closes every connection with `code` and `reason` and stops the driver once they are

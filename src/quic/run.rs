@@ -355,10 +355,14 @@ impl Driver {
             debug!(remote = %state.conn.remote_address(), "quic connection drained");
             state.removed = true;
             state.fail(ConnectionError::LocallyClosed, &mut self.wakers);
-            if let Some(slot) = ep.conns.get_mut(conn.handle.0) {
-                *slot = None;
+            let index = conn.handle.0;
+            if ep
+                .conn(index)
+                .is_some_and(|c| c.generation == conn.generation)
+            {
+                ep.conns[index] = None;
+                ep.live -= 1;
             }
-            ep.live -= 1;
         } else if let Some(deadline) = state.conn.poll_timeout() {
             if state.timer.is_none_or(|armed| deadline < armed) {
                 state.timer = Some(deadline);
@@ -416,6 +420,7 @@ impl Driver {
             ep.live = 0;
             ep.timers.clear();
             self.wakers.append(&mut ep.accept_waiters);
+            self.wakers.append(&mut ep.stop_waiters);
             let conns: Vec<_> = ep.conns.drain(..).flatten().collect();
             (conns, std::mem::take(&mut ep.accepted))
         };

@@ -59,7 +59,14 @@ impl SendStream {
                 break Poll::Ready(Ok(()));
             }
             match state.conn.send_stream(self.id).write_chunks(chunks) {
-                Ok(written) => wrote |= written.bytes > 0,
+                Ok(written) if written.bytes > 0 => wrote = true,
+                // Nothing taken yet not Blocked: wait for Writable rather than spin.
+                Ok(_) => {
+                    if let Some(slot) = state.streams.get_mut(&self.id) {
+                        StreamSlot::register(&mut slot.writer, cx);
+                    }
+                    break Poll::Pending;
+                }
                 Err(WriteError::Blocked) => {
                     if let Some(slot) = state.streams.get_mut(&self.id) {
                         StreamSlot::register(&mut slot.writer, cx);

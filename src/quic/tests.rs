@@ -360,6 +360,7 @@ fn closing_the_connection_wakes_the_peer_waiters() {
 
         pair.server.close(0, b"");
         assert!(pair.server.accept().await.is_none());
+        pair.server.stopped().await;
         pair.client.close(0, b"");
         let late = pair
             .client
@@ -378,6 +379,10 @@ fn closing_the_connection_wakes_the_peer_waiters() {
 fn throughput_of_one_stream() {
     const LEN: usize = 256 << 20;
     const CHUNK: usize = 64 << 10;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("adit=info")
+        .with_test_writer()
+        .try_init();
     let pki = pki();
     run(Duration::from_secs(300), || async {
         let pair = pair(&pki).await;
@@ -413,4 +418,62 @@ fn throughput_of_one_stream() {
             stats.sent_packets,
         );
     });
+}
+
+#[test]
+#[ignore = "throughput measurement; run in release with --ignored --nocapture"]
+fn throughput_across_two_workers() {
+    const LEN: usize = 256 << 20;
+    const CHUNK: usize = 64 << 10;
+    let pki = pki();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let config = server_config(pki.chain.clone(), pki.key.clone_key()).unwrap();
+
+    // The server is one worker thread, the client another, as edge and connector would be.
+    let server = std::thread::spawn(move || {
+        let mut total = 0;
+        run(Duration::from_secs(300), || async {
+            let endpoint = Endpoint::new(loopback(), Some(config)).unwrap();
+            addr_tx.send(endpoint.local_addr()).unwrap();
+            let conn = endpoint.accept().await.unwrap();
+            let (_send, mut recv) = conn.accept_bi().await.unwrap();
+            while let Some(chunk) = recv.read_chunk(usize::MAX).await.unwrap() {
+                total += chunk.len();
+            }
+            conn.closed().await;
+        });
+        total
+    });
+
+    let addr = addr_rx.recv().unwrap();
+    let mut elapsed = Duration::ZERO;
+    run(Duration::from_secs(300), || async {
+        let client = Endpoint::new(loopback(), None).unwrap();
+        let config = client_config(&pki.ca_pem).unwrap();
+        let conn = client
+            .connect(config, addr, EDGE_SERVER_NAME)
+            .await
+            .unwrap();
+        let block = pattern(CHUNK, 3);
+        let started = Instant::now();
+        let (mut send, _recv) = conn.open_bi().await.unwrap();
+        for _ in 0..LEN / CHUNK {
+            send.write(block.clone()).await.unwrap();
+        }
+        send.finish().unwrap();
+        // Finished means the peer acknowledged everything.
+        let _ = send.stopped().await;
+        elapsed = started.elapsed();
+        conn.close(0, b"done");
+        client.close(0, b"done");
+        client.stopped().await;
+    });
+
+    assert_eq!(server.join().unwrap(), LEN);
+    println!(
+        "quic one stream, two workers: {} MiB in {:.2} s = {:.0} MiB/s",
+        LEN >> 20,
+        elapsed.as_secs_f64(),
+        (LEN >> 20) as f64 / elapsed.as_secs_f64(),
+    );
 }
