@@ -303,3 +303,25 @@ fn requests_on_a_worker_without_a_connection_are_handed_over() {
         assert_eq!(again.text(), ORIGIN_HELLO, "request {i} (keep-alive)");
     }
 }
+
+#[test]
+fn after_an_edge_crash_the_connector_is_back_well_before_the_idle_timeout() {
+    let origin = start_origin();
+    let mut s = setup("crash", &origin_rule(origin));
+    assert_eq!(get(s.edge.http, "web.test", "/").text(), ORIGIN_HELLO);
+
+    let (http, tunnel, admin) = (s.edge.http, s.edge.tunnel, s.edge.admin);
+    s.edge.proc.child.kill().unwrap();
+    s.edge.proc.child.wait().unwrap();
+    let dir = s.edge.dir.clone();
+    let restarted = std::time::Instant::now();
+    s.edge = Edge::start_on(&dir, http, tunnel, admin);
+
+    // The restarted edge answers the connector's packets for the old connections with
+    // stateless resets (its reset key is kept in the data directory), so the connector
+    // reconnects at once instead of waiting out the 30 s idle timeout.
+    eventually(Duration::from_secs(15), "the tunnel to come back", || {
+        (get(http, "web.test", "/").status == 200).then_some(())
+    });
+    assert!(restarted.elapsed() < Duration::from_secs(15));
+}

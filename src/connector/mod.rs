@@ -137,8 +137,8 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
             let _ = stopped.await;
             local.stopping.set(true);
             endpoint.close(CLOSE_SHUTDOWN, b"connector shutting down");
-            // Let the close frames leave before the runtime goes away.
-            monoio::time::sleep(std::time::Duration::from_millis(100)).await;
+            // The close frames must leave before the runtime goes away.
+            endpoint.stopped().await;
         }
     })?;
     tracing::info!(%connector_id, %edge, connections = ha, workers, "connector started");

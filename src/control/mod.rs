@@ -118,6 +118,7 @@ struct Inner {
     quic: OnceLock<Arc<quinn_proto::ServerConfig>>,
     admin_addr: SocketAddr,
     token: String,
+    reset_key: Vec<u8>,
     tunnel_addr: SocketAddr,
     stop: Arc<AtomicBool>,
     stop_registration: crossbeam_channel::Sender<()>,
@@ -143,6 +144,13 @@ pub fn start(config: ControlConfig) -> Result<ControlHandle, ControlError> {
     let identity = pki::edge_identity(dir)?;
     let token_path = dir.join("admin.token");
     let token = pki::admin_token(&token_path)?;
+    let reset_key = pki::admin_token(&dir.join("quic-reset.key"))?;
+    let reset_key = hex::decode(reset_key.as_bytes()).map_err(|_| {
+        ControlError::Pki(format!(
+            "{} is not hex",
+            dir.join("quic-reset.key").display()
+        ))
+    })?;
     let state =
         State::load(store, config.tunnel_addr, identity.ca_pem.clone()).map_err(database)?;
     let shared = Arc::new(Shared::new(state));
@@ -184,6 +192,7 @@ pub fn start(config: ControlConfig) -> Result<ControlHandle, ControlError> {
             quic: OnceLock::new(),
             admin_addr,
             token,
+            reset_key,
             tunnel_addr: config.tunnel_addr,
             stop,
             stop_registration,
@@ -232,6 +241,12 @@ impl ControlHandle {
                     .expect("the edge certificate and key were checked to form a pair at start")
             })
             .clone()
+    }
+
+    /// The key QUIC stateless resets are derived from, kept in the data directory so it
+    /// survives restarts.
+    pub fn quic_reset_key(&self) -> Vec<u8> {
+        self.inner.reset_key.clone()
     }
 
     /// PEM of the CA that signed the edge certificate.

@@ -145,6 +145,8 @@ fn generate(
 }
 
 /// The admin bearer token from `path`, created (32 random bytes, hex) on first start.
+/// Reads a hex secret of 32 random bytes from `path`, creating it (0600) first if missing:
+/// the admin token, the QUIC stateless-reset key.
 pub fn admin_token(path: &Path) -> Result<String, ControlError> {
     if !path.exists() {
         let mut bytes = [0u8; TOKEN_LEN];

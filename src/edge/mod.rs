@@ -20,6 +20,7 @@ pub mod worker;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use bytes::BytesMut;
@@ -87,6 +88,7 @@ pub fn start(config: EdgeConfig) -> anyhow::Result<Edge> {
         workers,
     })?;
     let server_config = control.quic_server_config();
+    let reset_key: Arc<[u8]> = control.quic_reset_key().into();
 
     let (inboxes, receivers): (Vec<_>, Vec<_>) = (0..workers)
         .map(|_| futures_channel::mpsc::unbounded())
@@ -113,7 +115,8 @@ pub fn start(config: EdgeConfig) -> anyhow::Result<Edge> {
     let threads = runtime::spawn_workers("edge", items, move |index, sockets: WorkerSockets| {
         let worker = Rc::new(Worker::new(index, sender.clone(), inboxes.clone()));
         let server_config = server_config.clone();
-        async move { run_worker(worker, sockets, server_config).await }
+        let reset_key = reset_key.clone();
+        async move { run_worker(worker, sockets, server_config, reset_key).await }
     })?;
 
     tracing::info!(%http_addr, %tunnel_addr, admin = %control.admin_addr(), workers, "edge ready");
@@ -130,9 +133,11 @@ pub fn start(config: EdgeConfig) -> anyhow::Result<Edge> {
 async fn run_worker(
     worker: Rc<Worker>,
     sockets: WorkerSockets,
-    server_config: std::sync::Arc<quinn_proto::ServerConfig>,
+    server_config: Arc<quinn_proto::ServerConfig>,
+    reset_key: Arc<[u8]>,
 ) {
-    let endpoint = match Endpoint::new(sockets.tunnel, Some(server_config)) {
+    let endpoint = Endpoint::with_reset_key(sockets.tunnel, Some(server_config), Some(&reset_key));
+    let endpoint = match endpoint {
         Ok(endpoint) => endpoint,
         Err(err) => {
             tracing::error!(
