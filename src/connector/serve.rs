@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::ingress::{Ingress, Service};
 use super::pool::Pool;
+use super::tls::OriginTls;
 use crate::quic::{Connection, QuicError, RecvStream, SendStream};
 use crate::tunnel::frame::{self, BodyLen, ErrorCode, Frame};
 use crate::tunnel::io::read_frame;
@@ -18,6 +19,8 @@ const RESET_BAD_REQUEST: u32 = 1;
 pub struct Local {
     pub ingress: Arc<Ingress>,
     pub pool: Pool,
+    /// This worker's TLS settings of each rule, by rule index (`None`: not a TLS origin).
+    pub tls: Vec<Option<OriginTls>>,
 }
 
 /// Accepts and serves streams until the connection ends; returns why it ended.
