@@ -27,7 +27,8 @@
 //! - [`edge`]: the edge's data plane: public HTTP listeners per worker, the tunnel
 //!   listener, and the proxy that turns one client request into one tunnel stream.
 //! - [`connector`]: the YAML config and ingress rules, the outbound QUIC connections with
-//!   reconnect and backoff, and the origin proxy with its keep-alive pools.
+//!   reconnect and backoff, and the origin proxy with its keep-alive pools and TLS to
+//!   `https://` and `unix+tls:` origins.
 //! - [`origin`]: the built-in origin used by `adit quick`, the tests and the benchmarks.
 //! - [`cli`]: the `adit` command line; `main.rs` only parses and dispatches.
 //!

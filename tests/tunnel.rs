@@ -18,7 +18,11 @@ struct Setup {
 }
 
 fn setup(name: &str, ingress: &str) -> Setup {
-    let dir = TempDir::new(name);
+    setup_in(TempDir::new(name), ingress)
+}
+
+/// As [`setup`], in a directory the test has already put files in.
+fn setup_in(dir: TempDir, ingress: &str) -> Setup {
     let edge = Edge::start(dir.path());
     let cred = edge.create_tunnel("web");
     edge.route("web", "web.test");
@@ -324,4 +328,102 @@ fn after_an_edge_crash_the_connector_is_back_well_before_the_idle_timeout() {
         (get(http, "web.test", "/").status == 200).then_some(())
     });
     assert!(restarted.elapsed() < Duration::from_secs(15));
+}
+
+/// An HTTPS origin and the directory its CA is written to, as `ca.pem`.
+fn tls_origin(name: &str) -> (TlsOrigin, TempDir, std::path::PathBuf) {
+    let origin = start_tls_origin();
+    let dir = TempDir::new(name);
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &origin.ca_pem).unwrap();
+    (origin, dir, ca)
+}
+
+#[test]
+fn https_origin_verified_with_ca_pool() {
+    let (origin, dir, ca) = tls_origin("tls-ca-pool");
+    let ingress = format!(
+        "  - service: https://{}\n    originRequest:\n      caPool: {}\n",
+        origin.addr,
+        ca.display()
+    );
+    let s = setup_in(dir, &ingress);
+    for _ in 0..3 {
+        let response = get(s.edge.http, "web.test", "/");
+        assert_eq!(response.status, 200);
+        assert_eq!(response.text(), TLS_ORIGIN_BODY);
+        assert_eq!(
+            response.header("x-sni"),
+            Some("-"),
+            "no SNI for an IP address"
+        );
+    }
+    // One worker, requests one after another: the pooled TLS connection served them all.
+    let connections = origin.connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(connections, 1);
+}
+
+#[test]
+fn https_origin_with_an_unknown_ca_gets_502() {
+    let (origin, dir, _ca) = tls_origin("tls-unknown-ca");
+    let s = setup_in(dir, &format!("  - service: https://{}\n", origin.addr));
+    let response = get(s.edge.http, "web.test", "/");
+    assert_eq!(response.status, 502);
+    let expected = format!(
+        "TLS handshake with origin https://{} failed: invalid peer certificate: UnknownIssuer",
+        origin.addr
+    );
+    assert!(response.text().contains(&expected), "{}", response.text());
+}
+
+#[test]
+fn https_origin_with_no_tls_verify() {
+    let (origin, dir, _ca) = tls_origin("tls-no-verify");
+    let ingress = format!(
+        "  - service: https://{}\n    originRequest:\n      noTLSVerify: true\n",
+        origin.addr
+    );
+    let s = setup_in(dir, &ingress);
+    let response = get(s.edge.http, "web.test", "/");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), TLS_ORIGIN_BODY);
+}
+
+#[test]
+fn https_origin_with_origin_server_name() {
+    let (origin, dir, ca) = tls_origin("tls-server-name");
+    let ingress = format!(
+        "  - service: https://{}\n    originRequest:\n      caPool: {}\n      \
+         originServerName: origin.test\n",
+        origin.addr,
+        ca.display()
+    );
+    let s = setup_in(dir, &ingress);
+    let response = get(s.edge.http, "web.test", "/");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), TLS_ORIGIN_BODY);
+    assert_eq!(response.header("x-sni"), Some("origin.test"));
+}
+
+#[test]
+fn an_unreadable_ca_pool_stops_the_connector_at_start() {
+    let dir = TempDir::new("tls-bad-ca-pool");
+    let edge = Edge::start(dir.path());
+    let cred = edge.create_tunnel("web");
+    let missing = dir.path().join("missing-ca.pem");
+    let ingress = format!(
+        "  - service: https://127.0.0.1:9\n    originRequest:\n      caPool: {}\n",
+        missing.display()
+    );
+    let mut connector = start_connector(dir.path(), "web", &cred, &ingress);
+    let status = connector
+        .wait_exit(Duration::from_secs(20))
+        .expect("connector refuses to start");
+    assert_eq!(status.code(), Some(1));
+    let log = connector.log_text();
+    let expected = format!(
+        "ingress rule 1: caPool {} cannot be read: No such file or directory (os error 2)",
+        missing.display()
+    );
+    assert!(log.contains(&expected), "{log}");
 }

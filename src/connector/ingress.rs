@@ -39,13 +39,15 @@ pub struct OriginSettings {
     pub http_host_header: Option<String>,
     /// `noTLSVerify`: skip verification of the origin's certificate.
     pub no_tls_verify: bool,
-    /// `originServerName`: SNI and verification name for TLS origins.
+    /// `originServerName`: SNI and verification name for TLS origins; by default the service
+    /// host, or `localhost` for `unix+tls:`.
     pub origin_server_name: Option<String>,
     /// `responseTimeout`: how long to wait for the origin's response head, default 100 s;
     /// past it the client gets 504.
     pub response_timeout: Duration,
-    /// `caPool`: PEM file of the CAs that TLS origins are verified against, instead of the
-    /// system roots. A relative path in a config file is resolved against its directory.
+    /// `caPool`: PEM file of CAs that TLS origins are verified against, in addition to the
+    /// Mozilla roots built into adit (no system store is read). A relative path in a config
+    /// file is resolved against its directory.
     pub ca_pool: Option<PathBuf>,
 }
 

@@ -2,7 +2,9 @@
 //!
 //! `--ha-connections` connections are spread over the connector's workers (connection `i`
 //! lives on worker `i % workers`); each worker has its own QUIC endpoint, its own pool of
-//! origin connections, and serves the streams of the connections it owns.
+//! origin connections, and serves the streams of the connections it owns. The TLS settings
+//! of `https://` and `unix+tls:` rules are built once, when the connector starts (a bad
+//! `caPool` stops it there); each worker then keeps its own TLS session cache.
 
 pub mod config;
 pub mod ingress;
@@ -10,6 +12,7 @@ mod link;
 mod origin;
 mod pool;
 mod serve;
+mod tls;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
@@ -74,6 +77,7 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
         .context("the credentials file's tunnel secret is not 32 hex-encoded bytes")?;
     let client_config = quic::client_config(&config.credentials.edge_ca)
         .context("the credentials file's edge CA is not usable")?;
+    let origin_tls = Arc::new(tls::origin_configs(&config.ingress)?);
     let edge = config.edge.unwrap_or(config.credentials.edge_addr);
     let connector_id = Uuid::new_v4();
     let ha = config.ha_connections.max(1);
@@ -108,6 +112,7 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
     let threads = runtime::spawn_workers("connector", items, move |index, (socket, stopped)| {
         let settings = settings.clone();
         let ingress = ingress.clone();
+        let origin_tls = origin_tls.clone();
         let fatal = fatal_tx.clone();
         async move {
             let endpoint = match Endpoint::new(socket, None) {
@@ -117,10 +122,15 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
                     return;
                 }
             };
+            let tls = origin_tls
+                .iter()
+                .map(|rule| rule.as_ref().map(tls::OriginTls::for_worker))
+                .collect();
             let local = Rc::new(Local {
                 ingress,
                 pool: Default::default(),
                 stopping: Default::default(),
+                tls,
             });
             let settings = Rc::new(LinkSettings::clone(&settings));
             for i in (0..ha).filter(|i| usize::from(*i) % workers == index) {

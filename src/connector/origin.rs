@@ -11,7 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use monoio::io::{AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
 
 use super::ingress::Rule;
-use super::pool::{dial, OriginConn};
+use super::pool::{dial, DialError, OriginConn};
 use super::serve::{send_error, Local};
 use crate::http::{self, body, BodyDecoder, BodyFraming, MAX_HEADERS};
 use crate::quic::{RecvStream, SendStream};
@@ -54,13 +54,22 @@ pub async fn proxy(
         let reused = pooled.is_some();
         let conn = match pooled {
             Some(conn) => conn,
-            None => match dial(&rule.service, &rule.origin).await {
-                Ok(conn) => conn,
-                Err(err) => {
-                    tracing::debug!("{err}");
-                    return send_error(send, ErrorCode::OriginUnreachable, &err.to_string()).await;
+            None => {
+                let tls = local.tls.get(rule_index).and_then(Option::as_ref);
+                match dial(&rule.service, &rule.origin, tls).await {
+                    Ok(conn) => conn,
+                    Err(err) => {
+                        tracing::debug!("{err}");
+                        let code = match err {
+                            DialError::Tls { .. } => ErrorCode::OriginTls,
+                            DialError::Io { .. } | DialError::Timeout { .. } => {
+                                ErrorCode::OriginUnreachable
+                            }
+                        };
+                        return send_error(send, code, &err.to_string()).await;
+                    }
                 }
-            },
+            }
         };
         let body = request.line.body;
         match exchange(

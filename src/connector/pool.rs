@@ -5,65 +5,132 @@ use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use monoio::buf::{IoBufMut, IoVecBufMut};
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use monoio::net::{TcpStream, UnixStream};
 use monoio::BufResult;
 
 use super::ingress::{OriginSettings, Service};
+use super::tls::{OriginTls, TlsStream};
 
-/// A connection to an origin service.
-pub enum OriginConn {
+/// A plain socket to an origin service; TLS sessions run over one too.
+pub enum Socket {
     Tcp(TcpStream),
     Unix(UnixStream),
 }
 
+/// A connection to an origin service.
+pub enum OriginConn {
+    Plain(Socket),
+    Tls(Box<TlsStream<Socket>>),
+}
+
 // SAFETY: both variants are monoio streams that are `Split` themselves: their reads and
 // writes are independent operations on one descriptor.
+unsafe impl Split for Socket {}
+
+// SAFETY: `Plain` is `Split` (above). `Tls` is `Split` over a `Socket` (see its own impl):
+// its read and write sides touch disjoint buffers and borrow the shared session only
+// between awaits.
 unsafe impl Split for OriginConn {}
 
-impl AsyncReadRent for OriginConn {
+impl AsyncReadRent for Socket {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
-            OriginConn::Tcp(s) => s.read(buf).await,
-            OriginConn::Unix(s) => s.read(buf).await,
+            Socket::Tcp(s) => s.read(buf).await,
+            Socket::Unix(s) => s.read(buf).await,
         }
     }
 
     async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
-            OriginConn::Tcp(s) => s.readv(buf).await,
-            OriginConn::Unix(s) => s.readv(buf).await,
+            Socket::Tcp(s) => s.readv(buf).await,
+            Socket::Unix(s) => s.readv(buf).await,
         }
     }
 }
 
-impl AsyncWriteRent for OriginConn {
-    async fn write<T: monoio::buf::IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+impl AsyncWriteRent for Socket {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
-            OriginConn::Tcp(s) => s.write(buf).await,
-            OriginConn::Unix(s) => s.write(buf).await,
+            Socket::Tcp(s) => s.write(buf).await,
+            Socket::Unix(s) => s.write(buf).await,
         }
     }
 
-    async fn writev<T: monoio::buf::IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
-            OriginConn::Tcp(s) => s.writev(buf).await,
-            OriginConn::Unix(s) => s.writev(buf).await,
+            Socket::Tcp(s) => s.writev(buf).await,
+            Socket::Unix(s) => s.writev(buf).await,
         }
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
         match self {
-            OriginConn::Tcp(s) => s.flush().await,
-            OriginConn::Unix(s) => s.flush().await,
+            Socket::Tcp(s) => s.flush().await,
+            Socket::Unix(s) => s.flush().await,
         }
     }
 
     async fn shutdown(&mut self) -> std::io::Result<()> {
         match self {
-            OriginConn::Tcp(s) => s.shutdown().await,
-            OriginConn::Unix(s) => s.shutdown().await,
+            Socket::Tcp(s) => s.shutdown().await,
+            Socket::Unix(s) => s.shutdown().await,
+        }
+    }
+}
+
+impl AsyncReadRent for OriginConn {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            OriginConn::Plain(s) => s.read(buf).await,
+            OriginConn::Tls(s) => s.read(buf).await,
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            OriginConn::Plain(s) => s.readv(buf).await,
+            OriginConn::Tls(s) => s.readv(buf).await,
+        }
+    }
+}
+
+impl AsyncWriteRent for OriginConn {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            OriginConn::Plain(s) => s.write(buf).await,
+            OriginConn::Tls(s) => s.write(buf).await,
+        }
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            OriginConn::Plain(s) => s.writev(buf).await,
+            OriginConn::Tls(s) => s.writev(buf).await,
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            OriginConn::Plain(s) => s.flush().await,
+            OriginConn::Tls(s) => s.flush().await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> std::io::Result<()> {
+        match self {
+            OriginConn::Plain(s) => s.shutdown().await,
+            OriginConn::Tls(s) => s.shutdown().await,
+        }
+    }
+}
+
+impl Socket {
+    fn raw_fd(&self) -> i32 {
+        match self {
+            Socket::Tcp(s) => s.as_raw_fd(),
+            Socket::Unix(s) => s.as_raw_fd(),
         }
     }
 }
@@ -71,14 +138,21 @@ impl AsyncWriteRent for OriginConn {
 impl OriginConn {
     fn raw_fd(&self) -> i32 {
         match self {
-            OriginConn::Tcp(s) => s.as_raw_fd(),
-            OriginConn::Unix(s) => s.as_raw_fd(),
+            OriginConn::Plain(s) => s.raw_fd(),
+            OriginConn::Tls(s) => s.io().raw_fd(),
         }
     }
 
     /// Whether an idle pooled connection still looks usable: the origin has not closed it
-    /// and has not sent anything unasked. A peek that would block means all is well.
+    /// and has not sent anything unasked. A peek that would block means all is well. Over
+    /// TLS, any record arriving while idle (even one that carries no data) counts as unasked:
+    /// such a connection is closed rather than risk a stale byte in the next response.
     pub fn is_reusable(&self) -> bool {
+        if let OriginConn::Tls(s) = self {
+            if !s.is_drained() {
+                return false;
+            }
+        }
         let mut byte = 0u8;
         // SAFETY: the descriptor is open for as long as `self` lives and the one-byte buffer
         // outlives the call; MSG_PEEK leaves the socket's data in place.
@@ -92,6 +166,13 @@ impl OriginConn {
         };
         n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
     }
+
+    /// Frees what an idle connection need not hold (TLS buffers).
+    fn release_buffers(&self) {
+        if let OriginConn::Tls(s) = self {
+            s.release_buffers();
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,41 +184,60 @@ pub enum DialError {
     },
     #[error("connecting to origin {service} timed out after {timeout:?}")]
     Timeout { service: String, timeout: Duration },
-    #[error("origin {service}: TLS origins are not supported yet")]
-    Tls { service: String },
+    #[error("TLS handshake with origin {service} failed: {message}")]
+    Tls { service: String, message: String },
 }
 
-/// Opens a new connection to an HTTP or Unix-socket service.
-pub async fn dial(service: &Service, settings: &OriginSettings) -> Result<OriginConn, DialError> {
+/// Where a dial failed.
+enum Step {
+    Connect(std::io::Error),
+    Tls(String),
+}
+
+/// Opens a new connection to an HTTP or Unix-socket service. For a TLS service, `tls` is
+/// the rule's TLS settings and the handshake completes within the connect timeout.
+pub async fn dial(
+    service: &Service,
+    settings: &OriginSettings,
+    tls: Option<&OriginTls>,
+) -> Result<OriginConn, DialError> {
     let name = || service.to_string();
     let connect = async {
-        match service {
-            Service::Http {
-                tls: false,
-                host,
-                port,
-            } => {
-                let stream = TcpStream::connect((host.as_str(), *port)).await?;
+        let (plain, wants_tls) = match service {
+            Service::Http { tls, host, port } => {
+                let stream = TcpStream::connect((host.as_str(), *port))
+                    .await
+                    .map_err(Step::Connect)?;
                 let _ = stream.set_nodelay(true);
-                Ok(OriginConn::Tcp(stream))
+                (Socket::Tcp(stream), *tls)
             }
-            Service::Unix { tls: false, path } => {
-                Ok(OriginConn::Unix(UnixStream::connect(path).await?))
+            Service::Unix { tls, path } => {
+                let stream = UnixStream::connect(path).await.map_err(Step::Connect)?;
+                (Socket::Unix(stream), *tls)
             }
-            _ => Err(std::io::Error::other("tls")),
+            _ => {
+                let why = "the service is not reached over a socket";
+                return Err(Step::Connect(std::io::Error::other(why)));
+            }
+        };
+        if !wants_tls {
+            return Ok(OriginConn::Plain(plain));
+        }
+        let tls = tls.ok_or_else(|| Step::Tls("the rule has no TLS settings".to_owned()))?;
+        match TlsStream::connect(plain, tls).await {
+            Ok(stream) => Ok(OriginConn::Tls(Box::new(stream))),
+            Err(err) => Err(Step::Tls(err.to_string())),
         }
     };
-    if matches!(
-        service,
-        Service::Http { tls: true, .. } | Service::Unix { tls: true, .. }
-    ) {
-        return Err(DialError::Tls { service: name() });
-    }
     match monoio::time::timeout(settings.connect_timeout, connect).await {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(source)) => Err(DialError::Io {
+        Ok(Err(Step::Connect(source))) => Err(DialError::Io {
             service: name(),
             source,
+        }),
+        Ok(Err(Step::Tls(message))) => Err(DialError::Tls {
+            service: name(),
+            message,
         }),
         Err(_) => Err(DialError::Timeout {
             service: name(),
@@ -172,6 +272,7 @@ impl Pool {
         let conns = idle.entry(rule).or_default();
         conns.retain(|(_, since)| now.duration_since(*since) < settings.keep_alive_timeout);
         if conns.len() < settings.keep_alive_connections {
+            conn.release_buffers();
             conns.push((conn, now));
         }
     }

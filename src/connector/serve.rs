@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::ingress::{Ingress, Service};
 use super::pool::Pool;
+use super::tls::OriginTls;
 use crate::quic::{Connection, QuicError, RecvStream, SendStream};
 use crate::tunnel::frame::{self, BodyLen, ErrorCode, Frame};
 use crate::tunnel::io::read_frame;
@@ -20,6 +21,8 @@ pub struct Local {
     pub pool: Pool,
     /// Set when the connector is shutting down: links stop instead of reconnecting.
     pub stopping: std::cell::Cell<bool>,
+    /// This worker's TLS settings of each rule, by rule index (`None`: not a TLS origin).
+    pub tls: Vec<Option<OriginTls>>,
 }
 
 /// Accepts and serves streams until the connection ends; returns why it ended.

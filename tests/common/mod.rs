@@ -412,3 +412,103 @@ pub fn pattern(len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// The body an HTTPS origin from [`start_tls_origin`] answers `GET /` with.
+pub const TLS_ORIGIN_BODY: &str = "Hello over TLS\n";
+
+/// An HTTPS origin in this test process, with a certificate from a CA of its own.
+pub struct TlsOrigin {
+    pub addr: SocketAddr,
+    /// The CA that signed the origin's certificate, as PEM.
+    pub ca_pem: String,
+    /// Connections accepted so far.
+    pub connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Starts an HTTPS origin on 127.0.0.1 whose certificate is valid for `127.0.0.1`,
+/// `localhost` and `origin.test`. It answers `GET /` with [`TLS_ORIGIN_BODY`] and an
+/// `x-sni` header naming the server name the client sent (`-` for none), anything else with
+/// 404, and keeps connections alive.
+pub fn start_tls_origin() -> TlsOrigin {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let name = format!("adit test origin CA {}", uuid::Uuid::new_v4());
+    ca_params.distinguished_name.push(DnType::CommonName, name);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let leaf_key = KeyPair::generate().unwrap();
+    let names = ["127.0.0.1", "localhost", "origin.test"].map(str::to_owned);
+    let leaf = CertificateParams::new(names.to_vec())
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], key)
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = std::sync::Arc::new(config);
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let accepted = connections.clone();
+    std::thread::spawn(move || {
+        for sock in listener.incoming().flatten() {
+            accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let config = config.clone();
+            std::thread::spawn(move || serve_tls_connection(config, sock));
+        }
+    });
+    TlsOrigin {
+        addr,
+        ca_pem: ca_cert.pem(),
+        connections,
+    }
+}
+
+/// Serves requests on one connection until the client closes it or a read times out.
+fn serve_tls_connection(config: std::sync::Arc<rustls::ServerConfig>, sock: TcpStream) {
+    let _ = sock.set_read_timeout(Some(Duration::from_secs(30)));
+    let Ok(conn) = rustls::ServerConnection::new(config) else {
+        return;
+    };
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let mut buf = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match tls.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) if buf.len() + n <= 64 * 1024 => buf.extend_from_slice(&chunk[..n]),
+                Ok(_) => return,
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        buf.drain(..head_end);
+        let sni = tls.conn.server_name().unwrap_or("-").to_owned();
+        let response = if head.starts_with("GET / ") {
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nx-sni: {sni}\r\n\r\n{TLS_ORIGIN_BODY}",
+                TLS_ORIGIN_BODY.len()
+            )
+        } else {
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_owned()
+        };
+        if tls.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
