@@ -77,7 +77,8 @@ pub async fn run_link(
             }
             Err(_) if local.stopping.get() => return,
             Err(err) => {
-                tracing::warn!(index, edge = %settings.edge, "cannot register with the edge: {err}");
+                let edge = settings.edge;
+                tracing::warn!(index, %edge, "cannot register with the edge: {err}");
             }
         }
         let delay = backoff(failures, rand::random());

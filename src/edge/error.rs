@@ -34,7 +34,10 @@ pub fn page(err: &ProxyError) -> (u16, &'static str, String) {
         ProxyError::UnknownHost(host) => (
             404,
             "No tunnel for this hostname",
-            format!("No tunnel is routed for {host}. Route one with: adit tunnel route dns TUNNEL {host}"),
+            format!(
+                "No tunnel is routed for {host}. \
+                 Route one with: adit tunnel route dns TUNNEL {host}"
+            ),
         ),
         ProxyError::NoConnector(host) => (
             502,
@@ -53,6 +56,7 @@ pub fn page(err: &ProxyError) -> (u16, &'static str, String) {
             ErrorCode::OriginTimeout => (504, "Origin timed out", message.clone()),
             ErrorCode::BadRequest => (400, "Bad request", message.clone()),
             ErrorCode::OriginUnreachable => (502, "Origin unreachable", message.clone()),
+            ErrorCode::OriginTls => (502, "Origin TLS failed", message.clone()),
             _ => (502, "Bad gateway", message.clone()),
         },
     }

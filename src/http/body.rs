@@ -291,7 +291,8 @@ pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 mod tests {
     use super::*;
 
-    const WIRE: &[u8] = b"5;name=\"v\"\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n3 ; x\r\n!!!\r\n0\r\nExpires: never\r\nX-Sum: 1\r\n\r\nNEXT";
+    const WIRE: &[u8] = b"5;name=\"v\"\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n\
+                          3 ; x\r\n!!!\r\n0\r\nExpires: never\r\nX-Sum: 1\r\n\r\nNEXT";
     const BODY: &[u8] = b"helloabcdefghijklmnopqrstuvwxyz!!!";
 
     /// Feeds `pieces` through a decoder the way an IO layer would, keeping unconsumed bytes.

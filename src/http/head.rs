@@ -756,7 +756,8 @@ mod tests {
 
     #[test]
     fn garbage_requests_never_panic() {
-        let seed = b"GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let seed = b"GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\
+                     Transfer-Encoding: chunked\r\n\r\n";
         let alphabet = b"GET HTTP/1.0\r\n:,; chunked0123456789abcxyz\t\x00\xff";
         let mut state: u64 = 0x2545_f491_4f6c_dd1d;
         let mut next = move || {

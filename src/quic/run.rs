@@ -431,7 +431,9 @@ impl Driver {
         }
         drop(accepted);
         self.wakers.drain(..).for_each(Waker::wake);
-        debug!(local_addr = %self.io.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "quic endpoint stopped");
+        let local_addr = self.io.local_addr();
+        let local_addr = local_addr.map_or_else(|e| e.to_string(), |a| a.to_string());
+        debug!(%local_addr, "quic endpoint stopped");
     }
 }
 
