@@ -29,10 +29,20 @@
 //! - [`connector`]: the YAML config and ingress rules, the outbound QUIC connections with
 //!   reconnect and backoff, and the origin proxy with its keep-alive pools and TLS to
 //!   `https://` and `unix+tls:` origins.
-//! - [`origin`]: the built-in origin used by `adit quick`, the tests and the benchmarks.
+//! - [`origin`]: the built-in origin (`adit origin`) the tests run against.
 //! - [`cli`]: the `adit` command line; `main.rs` only parses and dispatches.
 //!
-//! Departures from `DESIGN.md` are noted in the module that makes them.
+//! # Departures from `DESIGN.md`
+//!
+//! - There is no `buf` module with slab-indexed buffer pools yet. Each connection reads into
+//!   its own `BytesMut`; filled bytes are split off as `Bytes` and moved (not copied) into
+//!   QUIC stream writes and socket writes, and `BytesMut::reserve` takes the allocation back
+//!   once they are all dropped, so a steady connection reuses one buffer.
+//! - Edge workers do not listen on UDP ports of their own, so a connector cannot place its
+//!   connections on chosen workers; the kernel's `SO_REUSEPORT` hash spreads them, and a
+//!   request that lands on a worker without a connection of its tunnel has its socket handed
+//!   to one that has ([`edge::worker::WorkerMsg::Handoff`]).
+//! - `access`, `load`, `bench` and `metrics` do not exist yet.
 
 pub mod cli;
 pub mod connector;

@@ -89,7 +89,7 @@ pub enum TunnelCommand {
     /// Create a tunnel and write its credentials file.
     Create {
         name: String,
-        /// Where to write the credentials file (default: ./<tunnel-id>.json).
+        /// Where to write the credentials file (default: ./TUNNEL-ID.json).
         #[arg(long)]
         cred_file: Option<PathBuf>,
         #[arg(long, short, value_enum, default_value_t)]

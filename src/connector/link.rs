@@ -146,8 +146,8 @@ async fn connect(
     }
 }
 
-/// Delay before retry number `failures` (0-based): exponential from [`BACKOFF_BASE`],
-/// capped at [`BACKOFF_MAX`], with the upper half jittered by `jitter` in `[0, 1)` so many
+/// Delay before retry number `failures` (0-based): exponential from `BACKOFF_BASE`,
+/// capped at `BACKOFF_MAX`, with the upper half jittered by `jitter` in `[0, 1)` so many
 /// connectors that lost one edge do not come back in lockstep.
 pub fn backoff(failures: u32, jitter: f64) -> Duration {
     let ceiling = BACKOFF_BASE
