@@ -163,6 +163,7 @@ async fn run_worker(
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
                 let buf = BytesMut::new();
                 monoio::spawn(proxy::serve_client(worker.clone(), stream, peer, buf));
             }

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use monoio::io::{AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Split, Splitable};
 use monoio::net::TcpStream;
 use uuid::Uuid;
 
@@ -32,8 +32,34 @@ pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many tunnel connections a request tries before giving up on opening a stream.
 const OPEN_ATTEMPTS: usize = 3;
 
-type ReadHalf = OwnedReadHalf<TcpStream>;
-type WriteHalf = OwnedWriteHalf<TcpStream>;
+type ReadHalf<S> = OwnedReadHalf<S>;
+type WriteHalf<S> = OwnedWriteHalf<S>;
+
+/// A public client connection the proxy can serve: plain TCP, or TLS over it.
+pub trait ClientStream: AsyncReadRent + AsyncWriteRent + Split + Sized + 'static {
+    /// `http` or `https`: what the client spoke, for `X-Forwarded-Proto`.
+    const SCHEME: &'static str;
+
+    /// The connection in a form another worker can adopt, or `self` back when it cannot move.
+    fn into_handoff(self) -> Result<HandoffStream, Self>;
+}
+
+/// A client connection on its way to another worker.
+pub enum HandoffStream {
+    Plain(std::net::TcpStream),
+}
+
+impl ClientStream for TcpStream {
+    const SCHEME: &'static str = "http";
+
+    fn into_handoff(self) -> Result<HandoffStream, Self> {
+        let fd = self.into_raw_fd();
+        // SAFETY: `into_raw_fd` released the descriptor from the monoio stream, so this is its
+        // only owner.
+        let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+        Ok(HandoffStream::Plain(stream))
+    }
+}
 
 /// What the proxy keeps of a request once its head is encoded.
 struct Request {
@@ -54,8 +80,12 @@ enum Prepared {
 }
 
 /// Serves one public client connection until it closes, fails or idles out.
-pub async fn serve_client(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, buf: BytesMut) {
-    let _ = stream.set_nodelay(true);
+pub async fn serve_client<S: ClientStream>(
+    worker: Rc<Worker>,
+    stream: S,
+    peer: SocketAddr,
+    buf: BytesMut,
+) {
     let (mut rd, mut wr) = stream.into_split();
     let mut buf = buf;
     let client_addr = peer.ip().to_string();
@@ -111,9 +141,9 @@ pub async fn serve_client(worker: Rc<Worker>, stream: TcpStream, peer: SocketAdd
 
 /// Reads until a whole request head is buffered and prepares it. `None` when the client
 /// closed or the socket failed between requests.
-async fn next_request(
+async fn next_request<S: ClientStream>(
     worker: &Worker,
-    rd: &mut ReadHalf,
+    rd: &mut ReadHalf<S>,
     buf: &mut BytesMut,
     client_addr: &str,
     frame: &mut BytesMut,
@@ -235,11 +265,11 @@ enum Outcome {
     Failed(ProxyError),
 }
 
-async fn proxy_one(
+async fn proxy_one<S: ClientStream>(
     worker: &Worker,
     request: &Request,
-    rd: &mut ReadHalf,
-    wr: &mut WriteHalf,
+    rd: &mut ReadHalf<S>,
+    wr: &mut WriteHalf<S>,
     buf: &mut BytesMut,
     frame: Bytes,
 ) -> Outcome {
@@ -299,8 +329,8 @@ async fn open_stream(
 }
 
 /// Moves the client's request body into the stream. True when all of it went.
-async fn upload_body(
-    rd: &mut ReadHalf,
+async fn upload_body<S: ClientStream>(
+    rd: &mut ReadHalf<S>,
     buf: &mut BytesMut,
     framing: BodyFraming,
     send: &mut SendStream,
@@ -339,8 +369,8 @@ enum ClientFraming {
 
 /// Relays the response: reads its frame, writes the head, streams the body. Ok(true) when
 /// the connection can carry another request.
-async fn download(
-    wr: &mut WriteHalf,
+async fn download<S: ClientStream>(
+    wr: &mut WriteHalf<S>,
     recv: &mut RecvStream,
     request: &Request,
 ) -> Result<bool, Download> {
@@ -404,8 +434,8 @@ async fn download(
 }
 
 /// Streams response body bytes to the client as they arrive, framed as decided.
-async fn relay_body(
-    wr: &mut WriteHalf,
+async fn relay_body<S: ClientStream>(
+    wr: &mut WriteHalf<S>,
     recv: &mut RecvStream,
     first: Bytes,
     framing: ClientFraming,
@@ -465,7 +495,7 @@ fn itoa(mut n: u64, scratch: &mut [u8; 20]) -> &[u8] {
     }
 }
 
-async fn write_error(wr: &mut WriteHalf, err: &ProxyError) {
+async fn write_error<S: ClientStream>(wr: &mut WriteHalf<S>, err: &ProxyError) {
     let (status, title, detail) = page(err);
     tracing::debug!(status, "{detail}");
     let mut out = BytesMut::with_capacity(1024);
@@ -475,21 +505,20 @@ async fn write_error(wr: &mut WriteHalf, err: &ProxyError) {
 }
 
 /// Moves the client connection, with what was read of it, to the worker `target`.
-fn handoff(
+fn handoff<S: ClientStream>(
     worker: &Worker,
     target: usize,
-    rd: ReadHalf,
-    wr: WriteHalf,
+    rd: ReadHalf<S>,
+    wr: WriteHalf<S>,
     peer: SocketAddr,
     buffered: BytesMut,
 ) {
     let Ok(stream) = rd.reunite(wr) else {
         return;
     };
-    let fd = stream.into_raw_fd();
-    // SAFETY: `into_raw_fd` released the descriptor from the monoio stream, so this is its
-    // only owner.
-    let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    let Ok(stream) = stream.into_handoff() else {
+        return;
+    };
     tracing::debug!(%peer, from = worker.index, to = target, "handing the client connection over");
     let msg = WorkerMsg::Handoff {
         stream,

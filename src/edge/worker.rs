@@ -21,7 +21,7 @@ pub enum WorkerMsg {
     /// A public connection accepted elsewhere for a tunnel this worker has connections of,
     /// with the bytes already read from it (moved, not copied).
     Handoff {
-        stream: std::net::TcpStream,
+        stream: super::proxy::HandoffStream,
         peer: SocketAddr,
         buffered: BytesMut,
     },
@@ -122,17 +122,30 @@ pub async fn run_inbox(
                 stream,
                 peer,
                 buffered,
-            }) => match monoio::net::TcpStream::from_std(stream) {
-                Ok(stream) => {
-                    let worker = worker.clone();
-                    monoio::spawn(super::proxy::serve_client(worker, stream, peer, buffered));
-                }
-                Err(err) => tracing::debug!(%peer, "cannot adopt handed-off connection: {err}"),
-            },
+            }) => adopt(&worker, stream, peer, buffered),
             Some(WorkerMsg::Shutdown) => {
                 endpoint.close(super::tunnel::CLOSE_SHUTDOWN, b"edge shutting down");
             }
             None => return,
         }
+    }
+}
+
+/// Serves a client connection another worker handed over.
+fn adopt(
+    worker: &Rc<Worker>,
+    stream: super::proxy::HandoffStream,
+    peer: SocketAddr,
+    buf: BytesMut,
+) {
+    use super::proxy::{serve_client, HandoffStream};
+
+    match stream {
+        HandoffStream::Plain(stream) => match monoio::net::TcpStream::from_std(stream) {
+            Ok(stream) => {
+                monoio::spawn(serve_client(worker.clone(), stream, peer, buf));
+            }
+            Err(err) => tracing::debug!(%peer, "cannot adopt handed-off connection: {err}"),
+        },
     }
 }
