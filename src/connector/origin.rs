@@ -154,13 +154,18 @@ fn request_head(rule: &Rule, request: &RequestFrame<'_>) -> Bytes {
     out.put_slice(b"\r\n");
 
     let mut forwarded_for = None;
+    let mut proto: &[u8] = b"http";
     for (name, value) in request.headers.iter() {
         if name.eq_ignore_ascii_case(b"x-forwarded-for") {
             forwarded_for = Some(value);
             continue;
         }
-        if name.eq_ignore_ascii_case(b"x-forwarded-proto")
-            || name.eq_ignore_ascii_case(b"adit-connecting-ip")
+        // The edge sets X-Forwarded-Proto itself (a client's own is dropped there).
+        if name.eq_ignore_ascii_case(b"x-forwarded-proto") {
+            proto = value;
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"adit-connecting-ip")
             || name.eq_ignore_ascii_case(b"x-forwarded-host")
                 && rule.origin.http_host_header.is_some()
         {
@@ -177,7 +182,9 @@ fn request_head(rule: &Rule, request: &RequestFrame<'_>) -> Bytes {
         out.put_slice(b", ");
     }
     out.put_slice(line.client_addr.as_bytes());
-    out.put_slice(b"\r\nX-Forwarded-Proto: http\r\nAdit-Connecting-IP: ");
+    out.put_slice(b"\r\nX-Forwarded-Proto: ");
+    out.put_slice(proto);
+    out.put_slice(b"\r\nAdit-Connecting-IP: ");
     out.put_slice(line.client_addr.as_bytes());
     out.put_slice(b"\r\n");
     match line.body {

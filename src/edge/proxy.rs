@@ -154,7 +154,15 @@ async fn next_request<S: ClientStream>(
             let mut headers = [httparse::EMPTY_HEADER; http::MAX_HEADERS];
             match http::parse_request(buf, &mut headers) {
                 Ok(Some(head)) => {
-                    return Some(prepare(worker, &head, client_addr, frame, may_handoff));
+                    let scheme = S::SCHEME;
+                    return Some(prepare(
+                        worker,
+                        scheme,
+                        &head,
+                        client_addr,
+                        frame,
+                        may_handoff,
+                    ));
                 }
                 Ok(None) => {}
                 Err(err) => return Some(Prepared::Refused(ProxyError::Client(err))),
@@ -172,6 +180,7 @@ async fn next_request<S: ClientStream>(
 /// Routes a parsed head and encodes its request frame into `frame`.
 fn prepare(
     worker: &Worker,
+    scheme: &str,
     head: &RequestHead<'_, '_>,
     client_addr: &str,
     frame: &mut BytesMut,
@@ -217,9 +226,11 @@ fn prepare(
         .filter(|h| {
             !h.name.eq_ignore_ascii_case("host")
                 && !h.name.eq_ignore_ascii_case("content-length")
+                && !h.name.eq_ignore_ascii_case("x-forwarded-proto")
                 && !http::head::is_hop_by_hop(h.name, head.headers)
         })
-        .map(|h| (h.name.as_bytes(), h.value));
+        .map(|h| (h.name.as_bytes(), h.value))
+        .chain([(&b"x-forwarded-proto"[..], scheme.as_bytes())]);
     if frame::encode_request(frame, &line, headers).is_err() {
         return Prepared::Refused(ProxyError::Client(HeadError::TooLarge));
     }
