@@ -322,12 +322,16 @@ async fn proxy_one<S: ClientStream>(
         return Outcome::Failed(ProxyError::Tunnel(err.to_string()));
     }
     let head_sent = Cell::new(false);
+    let has_body = matches!(request.framing, BodyFraming::Chunked)
+        || matches!(request.framing, BodyFraming::Length(n) if n > 0);
+    let request_done = Cell::new(!has_body);
     let exchange = Exchange {
         version: request.version,
         keep_alive: request.keep_alive,
         is_head: request.is_head,
         upgrade: request.upgrade,
         head_sent: &head_sent,
+        request_done: &request_done,
     };
 
     if request.upgrade {
@@ -347,8 +351,6 @@ async fn proxy_one<S: ClientStream>(
         };
     }
 
-    let has_body = matches!(request.framing, BodyFraming::Chunked)
-        || matches!(request.framing, BodyFraming::Length(n) if n > 0);
     if !has_body {
         let _ = send.finish();
     }
@@ -356,7 +358,9 @@ async fn proxy_one<S: ClientStream>(
         if !has_body {
             return Upload::Done;
         }
-        upload_body(rd, buf, request.framing, &mut send).await
+        let uploaded = upload_body(rd, buf, request.framing, &mut send).await;
+        request_done.set(uploaded == Upload::Done);
+        uploaded
     };
     let download = response::download(wr, &mut recv, &exchange);
     match race(upload, download, &head_sent).await {

@@ -22,6 +22,9 @@ pub struct Exchange<'a> {
     pub upgrade: bool,
     /// Set once any response byte went to the client; an error page is impossible after.
     pub head_sent: &'a Cell<bool>,
+    /// Set once the whole request body went into the stream. A response that starts before
+    /// then says `Connection: close`: the rest of the body will not be read.
+    pub request_done: &'a Cell<bool>,
 }
 
 pub enum Failure {
@@ -125,7 +128,8 @@ async fn final_response<W: AsyncWriteRent>(
         BodyLen::Unknown if exchange.version == Version::Http11 => ClientFraming::Chunked,
         BodyLen::Unknown => ClientFraming::Close,
     };
-    let keep_alive = exchange.keep_alive && framing != ClientFraming::Close;
+    let keep_alive =
+        exchange.keep_alive && framing != ClientFraming::Close && exchange.request_done.get();
 
     let mut head = BytesMut::with_capacity(512);
     head.put_slice(b"HTTP/1.1 ");

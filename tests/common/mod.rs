@@ -136,6 +136,17 @@ impl Edge {
     }
 
     pub fn start_on(dir: &Path, http: SocketAddr, tunnel: SocketAddr, admin: SocketAddr) -> Edge {
+        Edge::start_with(dir, http, tunnel, admin, &[])
+    }
+
+    /// As [`Edge::start_on`], with extra `adit edge` arguments.
+    pub fn start_with(
+        dir: &Path,
+        http: SocketAddr,
+        tunnel: SocketAddr,
+        admin: SocketAddr,
+        extra: &[&str],
+    ) -> Edge {
         let data = dir.join("edge-data");
         let log = dir.join(format!("edge-{}.log", uuid::Uuid::new_v4()));
         let args = [
@@ -151,6 +162,7 @@ impl Edge {
             "--workers",
             "2",
         ];
+        let args: Vec<&str> = args.iter().copied().chain(extra.iter().copied()).collect();
         let proc = Proc::spawn(&args, log, &[]);
         let token = eventually(Duration::from_secs(20), "the edge's admin API", || {
             TcpStream::connect(admin).ok()?;
