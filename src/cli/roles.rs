@@ -1,5 +1,6 @@
 //! The long-running roles: edge, connector, origin. (The quick tunnel is in `quick.rs`.)
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -7,24 +8,66 @@ use anyhow::{bail, Context};
 
 use super::{EdgeArgs, OriginArgs, RunArgs};
 use crate::connector::{self, config::Config, ingress::Ingress, ConnectorConfig};
+use crate::edge::config::EdgeFile;
+use crate::edge::tls::CertFiles;
 use crate::edge::{self, EdgeConfig};
 use crate::runtime;
 use crate::tunnel::credentials::Credentials;
 
 pub fn edge(args: EdgeArgs) -> anyhow::Result<ExitCode> {
-    let edge = edge::start(EdgeConfig {
-        data_dir: args.data_dir,
-        listen_tunnel: args.listen_tunnel,
-        listen_http: args.listen_http,
-        listen_admin: args.listen_admin,
-        workers: args.workers.unwrap_or_else(runtime::default_workers),
-    })?;
+    let edge = edge::start(edge_config(args)?)?;
     let signal = wait_for_signal()?;
     tracing::info!(signal, "edge shutting down");
     edge.shutdown();
     // Give the workers a moment to send their close frames.
     std::thread::sleep(std::time::Duration::from_millis(200));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The edge's settings: flags first, then the config file, then the defaults.
+fn edge_config(args: EdgeArgs) -> anyhow::Result<EdgeConfig> {
+    let file = match &args.config {
+        Some(path) => EdgeFile::load(path)?,
+        None => EdgeFile::default(),
+    };
+    if args.tls_cert.len() != args.tls_key.len() {
+        bail!(
+            "--tls-cert and --tls-key go in pairs: {} certificates and {} keys given",
+            args.tls_cert.len(),
+            args.tls_key.len()
+        );
+    }
+    let tls = if args.tls_cert.is_empty() {
+        file.tls
+    } else {
+        let pairs = args.tls_cert.into_iter().zip(args.tls_key);
+        pairs.map(|(cert, key)| CertFiles { cert, key }).collect()
+    };
+    let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    Ok(EdgeConfig {
+        data_dir: args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("adit-edge")),
+        listen_tunnel: args
+            .listen_tunnel
+            .or(file.listen_tunnel)
+            .unwrap_or(local(7844)),
+        listen_http: args.listen_http.or(file.listen_http).unwrap_or(local(8080)),
+        listen_https: args
+            .listen_https
+            .or(file.listen_https)
+            .unwrap_or(local(8443)),
+        listen_admin: args
+            .listen_admin
+            .or(file.listen_admin)
+            .unwrap_or(local(7070)),
+        workers: args
+            .workers
+            .or(file.workers)
+            .unwrap_or_else(runtime::default_workers),
+        tls,
+    })
 }
 
 /// Blocks until SIGINT or SIGTERM.

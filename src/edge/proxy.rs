@@ -47,6 +47,8 @@ pub trait ClientStream: AsyncReadRent + AsyncWriteRent + Split + Sized + 'static
 /// A client connection on its way to another worker.
 pub enum HandoffStream {
     Plain(std::net::TcpStream),
+    /// A TLS connection with its session state ([`super::tls::TlsHandoff`]).
+    Tls(Box<super::tls::TlsHandoff>),
 }
 
 impl ClientStream for TcpStream {
