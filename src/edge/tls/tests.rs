@@ -212,7 +212,9 @@ fn a_session_taken_apart_and_rebuilt_keeps_what_it_had_buffered() {
         assert_eq!((n.unwrap(), rest.as_slice()), (6, &b" world"[..]));
         let (result, _) = tls.write_all(b"bye".to_vec()).await;
         result.unwrap();
-        monoio::io::AsyncWriteRent::shutdown(&mut tls).await.unwrap();
+        monoio::io::AsyncWriteRent::shutdown(&mut tls)
+            .await
+            .unwrap();
     })
     .unwrap();
     assert_eq!(client.join().unwrap(), b"bye");
