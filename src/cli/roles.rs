@@ -32,7 +32,7 @@ fn edge_config(args: EdgeArgs) -> anyhow::Result<EdgeConfig> {
     };
     if args.tls_cert.len() != args.tls_key.len() {
         bail!(
-            "--tls-cert and --tls-key go in pairs: {} certificates and {} keys given",
+            "--tls-cert and --tls-key go in pairs: got {} --tls-cert and {} --tls-key",
             args.tls_cert.len(),
             args.tls_key.len()
         );
@@ -141,4 +141,88 @@ pub fn origin(args: OriginArgs) -> anyhow::Result<ExitCode> {
     println!("adit origin listening on http://{}/", origin.addr);
     wait_for_signal()?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn edge_args(args: &[&str]) -> EdgeArgs {
+        let cli = Cli::try_parse_from([&["adit", "edge"], args].concat()).unwrap();
+        match cli.command {
+            Command::Edge(args) => args,
+            _ => unreachable!("parsed an edge command line"),
+        }
+    }
+
+    fn files(cert: &str, key: &str) -> CertFiles {
+        CertFiles {
+            cert: PathBuf::from(cert),
+            key: PathBuf::from(key),
+        }
+    }
+
+    #[test]
+    fn flags_override_the_config_file_and_defaults_fill_the_rest() {
+        let dir = std::env::temp_dir().join(format!("adit-edge-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("edge.yml");
+        let text = "listen-http: 127.0.0.1:80\nlisten-https: 127.0.0.1:443\nworkers: 3\n\
+                    tls:\n  - cert: a.pem\n    key: a.key\n";
+        std::fs::write(&path, text).unwrap();
+        let config_arg = path.to_str().unwrap();
+
+        let config = edge_config(edge_args(&[
+            "--config",
+            config_arg,
+            "--listen-http",
+            "127.0.0.1:81",
+            "--data-dir",
+            "state",
+        ]))
+        .unwrap();
+        assert_eq!(config.listen_http, "127.0.0.1:81".parse().unwrap());
+        assert_eq!(config.listen_https, "127.0.0.1:443".parse().unwrap());
+        assert_eq!(config.listen_tunnel, "127.0.0.1:7844".parse().unwrap());
+        assert_eq!(config.listen_admin, "127.0.0.1:7070".parse().unwrap());
+        assert_eq!(config.workers, 3);
+        assert_eq!(config.data_dir, PathBuf::from("state"));
+        let a = (dir.join("a.pem"), dir.join("a.key"));
+        assert_eq!(
+            config.tls,
+            vec![files(a.0.to_str().unwrap(), a.1.to_str().unwrap())]
+        );
+
+        // Certificates on the command line replace the file's.
+        let config = edge_config(edge_args(&[
+            "--config",
+            config_arg,
+            "--tls-cert",
+            "b.pem",
+            "--tls-key",
+            "b.key",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "c.key",
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.tls,
+            vec![files("b.pem", "b.key"), files("c.pem", "c.key")]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn certificates_and_keys_must_pair_up() {
+        let err = edge_config(edge_args(&["--tls-cert", "a.pem"])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--tls-cert and --tls-key go in pairs: got 1 --tls-cert and 0 --tls-key"
+        );
+    }
 }

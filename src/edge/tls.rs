@@ -9,6 +9,10 @@
 //! configured; when two certificates serve one name, the one configured first wins. Only
 //! HTTP/1.1 is offered over ALPN.
 //!
+//! All workers share one rustls configuration, so its session cache (for resumption) is
+//! shared too and takes a lock once per handshake; a resumed session then works whichever
+//! worker the kernel gives the new connection to.
+//!
 //! A TLS connection can move to another worker like a plain one
 //! ([`super::proxy::HandoffStream::Tls`]): the socket, the rustls session (with any
 //! plaintext received and records not yet sent) and the ciphertext not yet processed all
@@ -67,7 +71,11 @@ pub enum CertError {
     Pem { path: PathBuf, message: String },
     #[error("{}: {message}", path.display())]
     Unusable { path: PathBuf, message: String },
-    #[error("the private key in {} does not match the certificate in {}", key.display(), cert.display())]
+    #[error(
+        "the private key in {} does not match the certificate in {}",
+        key.display(),
+        cert.display()
+    )]
     KeyMismatch { cert: PathBuf, key: PathBuf },
 }
 
