@@ -1,7 +1,7 @@
 //! adit: a self-hostable reverse tunnel with an io_uring, thread-per-core QUIC data plane.
 //!
 //! An origin with no public address runs the **connector** (`adit tunnel run`), which dials
-//! out over QUIC to the **edge** (`adit edge`). The edge accepts public HTTP on its listener,
+//! out over QUIC to the **edge** (`adit edge`). The edge accepts public HTTP(S) on its listeners,
 //! finds the tunnel that owns the requested hostname and sends each request down a
 //! bidirectional stream of one of that tunnel's connections. The connector matches the
 //! request against its ingress rules and relays it to the origin service.
@@ -16,16 +16,18 @@
 //! - [`http`]: sans-IO HTTP/1.1 pieces shared by every leg: request and response head
 //!   parsing with explicit limits, body framing (length, chunked, close-delimited), hop-by-hop
 //!   header handling, and the error pages a user sees.
-//! - [`runtime`]: worker threads, one monoio (io_uring) runtime each, and the
-//!   `SO_REUSEPORT` sockets each worker owns.
+//! - [`runtime`]: worker threads, one monoio (io_uring) runtime each, the
+//!   `SO_REUSEPORT` sockets each worker owns, and the rustls stream over monoio sockets that
+//!   both the edge's HTTPS listener and the connector's TLS to origins use.
 //! - [`quic`]: a per-worker driver for a `quinn-proto` endpoint. UDP goes through
 //!   `quinn-udp` (GSO/GRO batches) with monoio used only to wait for readiness; streams
 //!   are exposed as small async types that move `Bytes` in and out without copies.
 //! - [`control`]: the edge's control plane, on its own thread: the SQLite store, the
 //!   certificate authority, the admin API, connection registration, and the routing
 //!   snapshots it publishes to the data-plane workers.
-//! - [`edge`]: the edge's data plane: public HTTP listeners per worker, the tunnel
-//!   listener, and the proxy that turns one client request into one tunnel stream.
+//! - [`edge`]: the edge's data plane: public HTTP and HTTPS listeners per worker (HTTPS
+//!   certificates chosen by SNI), the tunnel listener, and the proxy that turns one client
+//!   request into one tunnel stream.
 //! - [`connector`]: the YAML config and ingress rules, the outbound QUIC connections with
 //!   reconnect and backoff, and the origin proxy with its keep-alive pools and TLS to
 //!   `https://` and `unix+tls:` origins.

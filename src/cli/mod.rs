@@ -44,20 +44,37 @@ pub enum Command {
     Origin(OriginArgs),
 }
 
+/// Edge flags. Those without a value fall back to the `--config` file, then to the defaults
+/// shown.
 #[derive(Debug, Clone, Args)]
 pub struct EdgeArgs {
-    /// Directory for the database, certificates and admin token; created when missing.
-    #[arg(long, env = "ADIT_DATA_DIR", default_value = "adit-edge")]
-    pub data_dir: PathBuf,
-    /// UDP address of the QUIC tunnel listener.
-    #[arg(long, default_value = "127.0.0.1:7844")]
-    pub listen_tunnel: SocketAddr,
-    /// TCP address of the public HTTP listener.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub listen_http: SocketAddr,
-    /// TCP address of the admin API.
-    #[arg(long, default_value = "127.0.0.1:7070")]
-    pub listen_admin: SocketAddr,
+    /// Edge config file (YAML) with any of these settings; flags override it.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Directory for the database, certificates and admin token; created when missing
+    /// [default: adit-edge].
+    #[arg(long, env = "ADIT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// UDP address of the QUIC tunnel listener [default: 127.0.0.1:7844].
+    #[arg(long)]
+    pub listen_tunnel: Option<SocketAddr>,
+    /// TCP address of the public HTTP listener [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub listen_http: Option<SocketAddr>,
+    /// TCP address of the public HTTPS listener, started only when a certificate is
+    /// configured [default: 127.0.0.1:8443].
+    #[arg(long)]
+    pub listen_https: Option<SocketAddr>,
+    /// Certificate chain (PEM) for HTTPS; repeatable, paired in order with --tls-key. The
+    /// first is served to clients whose SNI no certificate matches.
+    #[arg(long)]
+    pub tls_cert: Vec<PathBuf>,
+    /// Private key (PEM) of the --tls-cert in the same position.
+    #[arg(long)]
+    pub tls_key: Vec<PathBuf>,
+    /// TCP address of the admin API [default: 127.0.0.1:7070].
+    #[arg(long)]
+    pub listen_admin: Option<SocketAddr>,
     /// Data-plane worker threads (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,

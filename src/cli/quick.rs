@@ -56,9 +56,11 @@ pub fn quick(args: QuickArgs) -> anyhow::Result<ExitCode> {
         data_dir: data_dir.clone(),
         listen_tunnel: args.listen_tunnel,
         listen_http: args.listen_http,
+        listen_https: "127.0.0.1:0".parse()?,
         listen_admin: "127.0.0.1:0".parse()?,
         workers,
         limits: Default::default(),
+        tls: Vec::new(),
     })?;
     let hostname = format!("{name}.localhost");
     let credentials = edge.control.create_tunnel(&name)?;

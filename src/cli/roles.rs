@@ -1,5 +1,6 @@
 //! The long-running roles: edge, connector, origin. (The quick tunnel is in `quick.rs`.)
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -7,28 +8,70 @@ use anyhow::{bail, Context};
 
 use super::{EdgeArgs, OriginArgs, RunArgs};
 use crate::connector::{self, config::Config, ingress::Ingress, ConnectorConfig};
+use crate::edge::config::EdgeFile;
+use crate::edge::tls::CertFiles;
 use crate::edge::{self, proxy::ClientLimits, EdgeConfig};
 use crate::runtime;
 use crate::tunnel::credentials::Credentials;
 
 pub fn edge(args: EdgeArgs) -> anyhow::Result<ExitCode> {
-    let edge = edge::start(EdgeConfig {
-        data_dir: args.data_dir,
-        listen_tunnel: args.listen_tunnel,
-        listen_http: args.listen_http,
-        listen_admin: args.listen_admin,
-        workers: args.workers.unwrap_or_else(runtime::default_workers),
-        limits: ClientLimits {
-            idle_timeout: args.idle_timeout,
-            header_timeout: args.header_timeout,
-        },
-    })?;
+    let edge = edge::start(edge_config(args)?)?;
     let signal = wait_for_signal()?;
     tracing::info!(signal, "edge shutting down");
     edge.shutdown();
     // Give the workers a moment to send their close frames.
     std::thread::sleep(std::time::Duration::from_millis(200));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The edge's settings: flags first, then the config file, then the defaults.
+fn edge_config(args: EdgeArgs) -> anyhow::Result<EdgeConfig> {
+    let file = match &args.config {
+        Some(path) => EdgeFile::load(path)?,
+        None => EdgeFile::default(),
+    };
+    if args.tls_cert.len() != args.tls_key.len() {
+        bail!(
+            "--tls-cert and --tls-key go in pairs: got {} --tls-cert and {} --tls-key",
+            args.tls_cert.len(),
+            args.tls_key.len()
+        );
+    }
+    let tls = if args.tls_cert.is_empty() {
+        file.tls
+    } else {
+        let pairs = args.tls_cert.into_iter().zip(args.tls_key);
+        pairs.map(|(cert, key)| CertFiles { cert, key }).collect()
+    };
+    let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    Ok(EdgeConfig {
+        data_dir: args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("adit-edge")),
+        listen_tunnel: args
+            .listen_tunnel
+            .or(file.listen_tunnel)
+            .unwrap_or(local(7844)),
+        listen_http: args.listen_http.or(file.listen_http).unwrap_or(local(8080)),
+        listen_https: args
+            .listen_https
+            .or(file.listen_https)
+            .unwrap_or(local(8443)),
+        listen_admin: args
+            .listen_admin
+            .or(file.listen_admin)
+            .unwrap_or(local(7070)),
+        workers: args
+            .workers
+            .or(file.workers)
+            .unwrap_or_else(runtime::default_workers),
+        tls,
+        limits: ClientLimits {
+            idle_timeout: args.idle_timeout,
+            header_timeout: args.header_timeout,
+        },
+    })
 }
 
 /// Blocks until SIGINT or SIGTERM.
@@ -102,4 +145,88 @@ pub fn origin(args: OriginArgs) -> anyhow::Result<ExitCode> {
     println!("adit origin listening on http://{}/", origin.addr);
     wait_for_signal()?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn edge_args(args: &[&str]) -> EdgeArgs {
+        let cli = Cli::try_parse_from([&["adit", "edge"], args].concat()).unwrap();
+        match cli.command {
+            Command::Edge(args) => args,
+            _ => unreachable!("parsed an edge command line"),
+        }
+    }
+
+    fn files(cert: &str, key: &str) -> CertFiles {
+        CertFiles {
+            cert: PathBuf::from(cert),
+            key: PathBuf::from(key),
+        }
+    }
+
+    #[test]
+    fn flags_override_the_config_file_and_defaults_fill_the_rest() {
+        let dir = std::env::temp_dir().join(format!("adit-edge-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("edge.yml");
+        let text = "listen-http: 127.0.0.1:80\nlisten-https: 127.0.0.1:443\nworkers: 3\n\
+                    tls:\n  - cert: a.pem\n    key: a.key\n";
+        std::fs::write(&path, text).unwrap();
+        let config_arg = path.to_str().unwrap();
+
+        let config = edge_config(edge_args(&[
+            "--config",
+            config_arg,
+            "--listen-http",
+            "127.0.0.1:81",
+            "--data-dir",
+            "state",
+        ]))
+        .unwrap();
+        assert_eq!(config.listen_http, "127.0.0.1:81".parse().unwrap());
+        assert_eq!(config.listen_https, "127.0.0.1:443".parse().unwrap());
+        assert_eq!(config.listen_tunnel, "127.0.0.1:7844".parse().unwrap());
+        assert_eq!(config.listen_admin, "127.0.0.1:7070".parse().unwrap());
+        assert_eq!(config.workers, 3);
+        assert_eq!(config.data_dir, PathBuf::from("state"));
+        let a = (dir.join("a.pem"), dir.join("a.key"));
+        assert_eq!(
+            config.tls,
+            vec![files(a.0.to_str().unwrap(), a.1.to_str().unwrap())]
+        );
+
+        // Certificates on the command line replace the file's.
+        let config = edge_config(edge_args(&[
+            "--config",
+            config_arg,
+            "--tls-cert",
+            "b.pem",
+            "--tls-key",
+            "b.key",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "c.key",
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.tls,
+            vec![files("b.pem", "b.key"), files("c.pem", "c.key")]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn certificates_and_keys_must_pair_up() {
+        let err = edge_config(edge_args(&["--tls-cert", "a.pem"])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--tls-cert and --tls-key go in pairs: got 1 --tls-cert and 0 --tls-key"
+        );
+    }
 }

@@ -1,6 +1,7 @@
-//! The edge's data plane: per-worker public HTTP listeners and QUIC tunnel endpoints.
+//! The edge's data plane: per-worker public HTTP(S) listeners and QUIC tunnel endpoints.
 //!
-//! Each worker owns one `SO_REUSEPORT` TCP listener for public HTTP, one `SO_REUSEPORT` UDP
+//! Each worker owns one `SO_REUSEPORT` TCP listener for public HTTP, one for public HTTPS
+//! when certificates are configured ([`tls`]), one `SO_REUSEPORT` UDP
 //! socket with its own QUIC endpoint for tunnel connections, and the tunnel connections
 //! that endpoint accepted. A public request is served on the worker that accepted it when
 //! that worker owns a connection of the target tunnel; otherwise the accepted socket and
@@ -12,9 +13,11 @@
 //! connector cannot aim a connection at a chosen worker; the kernel's `SO_REUSEPORT` hash
 //! spreads them and the handoff covers requests that land elsewhere.
 
+pub mod config;
 pub mod error;
 pub mod proxy;
 pub mod response;
+pub mod tls;
 pub mod tunnel;
 pub mod worker;
 
@@ -25,6 +28,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use bytes::BytesMut;
+use monoio::net::TcpStream;
 
 use crate::control::{self, ControlConfig, ControlHandle};
 use crate::quic::Endpoint;
@@ -39,14 +43,20 @@ pub struct EdgeConfig {
     pub data_dir: PathBuf,
     pub listen_tunnel: SocketAddr,
     pub listen_http: SocketAddr,
+    /// The public HTTPS listener; bound only when `tls` names a certificate.
+    pub listen_https: SocketAddr,
     pub listen_admin: SocketAddr,
     pub workers: usize,
     pub limits: proxy::ClientLimits,
+    /// The certificates of the HTTPS listener; the first is the default (see [`tls`]).
+    pub tls: Vec<tls::CertFiles>,
 }
 
 /// A running edge.
 pub struct Edge {
     pub http_addr: SocketAddr,
+    /// `None` when no certificate is configured.
+    pub https_addr: Option<SocketAddr>,
     pub tunnel_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub control: ControlHandle,
@@ -67,6 +77,7 @@ impl Edge {
 /// What one edge worker starts with.
 struct WorkerSockets {
     http: std::net::TcpListener,
+    https: Option<std::net::TcpListener>,
     tunnel: std::net::UdpSocket,
     inbox: futures_channel::mpsc::UnboundedReceiver<WorkerMsg>,
 }
@@ -76,12 +87,28 @@ pub fn start(config: EdgeConfig) -> anyhow::Result<Edge> {
     use anyhow::Context;
 
     let workers = config.workers.clamp(1, MAX_WORKERS);
+    let tls_config = match tls::CertResolver::load(&config.tls)? {
+        Some(resolver) => Some(tls::server_config(resolver)?),
+        None => {
+            tracing::info!("no TLS certificate configured: the HTTPS listener is not started");
+            None
+        }
+    };
     let tunnel_sockets = runtime::bind_udp_group(config.listen_tunnel, workers)
         .with_context(|| format!("cannot bind the tunnel listener {}", config.listen_tunnel))?;
     let http_listeners = runtime::bind_tcp_group(config.listen_http, workers)
         .with_context(|| format!("cannot bind the HTTP listener {}", config.listen_http))?;
+    let https_listeners = match &tls_config {
+        Some(_) => runtime::bind_tcp_group(config.listen_https, workers)
+            .with_context(|| format!("cannot bind the HTTPS listener {}", config.listen_https))?,
+        None => Vec::new(),
+    };
     let tunnel_addr = tunnel_sockets[0].local_addr()?;
     let http_addr = http_listeners[0].local_addr()?;
+    let https_addr = match https_listeners.first() {
+        Some(listener) => Some(listener.local_addr()?),
+        None => None,
+    };
 
     let control = control::start(ControlConfig {
         data_dir: config.data_dir.clone(),
@@ -102,12 +129,14 @@ pub fn start(config: EdgeConfig) -> anyhow::Result<Edge> {
         }));
     }
 
+    let mut https_listeners = https_listeners.into_iter();
     let items = http_listeners
         .into_iter()
         .zip(tunnel_sockets)
         .zip(receivers)
         .map(|((http, tunnel), inbox)| WorkerSockets {
             http,
+            https: https_listeners.next(),
             tunnel,
             inbox,
         })
@@ -119,12 +148,22 @@ pub fn start(config: EdgeConfig) -> anyhow::Result<Edge> {
         let worker = Rc::new(Worker::new(index, limits, sender.clone(), inboxes.clone()));
         let server_config = server_config.clone();
         let reset_key = reset_key.clone();
-        async move { run_worker(worker, sockets, server_config, reset_key).await }
+        let tls_config = tls_config.clone();
+        async move { run_worker(worker, sockets, server_config, reset_key, tls_config).await }
     })?;
 
-    tracing::info!(%http_addr, %tunnel_addr, admin = %control.admin_addr(), workers, "edge ready");
+    let https = https_addr.map_or_else(|| "-".to_owned(), |addr| addr.to_string());
+    tracing::info!(
+        %http_addr,
+        https_addr = %https,
+        %tunnel_addr,
+        admin = %control.admin_addr(),
+        workers,
+        "edge ready"
+    );
     Ok(Edge {
         http_addr,
+        https_addr,
         tunnel_addr,
         admin_addr: control.admin_addr(),
         control,
@@ -138,6 +177,7 @@ async fn run_worker(
     sockets: WorkerSockets,
     server_config: Arc<quinn_proto::ServerConfig>,
     reset_key: Arc<[u8]>,
+    tls_config: Option<Arc<rustls::ServerConfig>>,
 ) {
     let endpoint = Endpoint::with_reset_key(sockets.tunnel, Some(server_config), Some(&reset_key));
     let endpoint = match endpoint {
@@ -153,12 +193,40 @@ async fn run_worker(
     monoio::spawn(tunnel::accept_loop(worker.clone(), endpoint.clone()));
     monoio::spawn(worker::run_inbox(worker.clone(), endpoint, sockets.inbox));
 
-    let listener = match monoio::net::TcpListener::from_std(sockets.http) {
+    if let (Some(listener), Some(config)) = (sockets.https, tls_config) {
+        let https_worker = worker.clone();
+        monoio::spawn(accept_clients(
+            worker.clone(),
+            listener,
+            "HTTPS",
+            move |stream, peer| {
+                let serve =
+                    tls::serve_tls_client(https_worker.clone(), stream, peer, config.clone());
+                monoio::spawn(serve);
+            },
+        ));
+    }
+    let http_worker = worker.clone();
+    accept_clients(worker, sockets.http, "HTTP", move |stream, peer| {
+        let serve = proxy::serve_client(http_worker.clone(), stream, peer, BytesMut::new());
+        monoio::spawn(serve);
+    })
+    .await;
+}
+
+/// Accepts public connections on one of this worker's listeners and hands each to `serve`.
+async fn accept_clients(
+    worker: Rc<Worker>,
+    listener: std::net::TcpListener,
+    what: &str,
+    serve: impl Fn(TcpStream, SocketAddr),
+) {
+    let listener = match monoio::net::TcpListener::from_std(listener) {
         Ok(listener) => listener,
         Err(err) => {
             tracing::error!(
                 worker = worker.index,
-                "cannot adopt the HTTP listener: {err}"
+                "cannot adopt the {what} listener: {err}"
             );
             return;
         }
@@ -167,12 +235,11 @@ async fn run_worker(
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let buf = BytesMut::new();
-                monoio::spawn(proxy::serve_client(worker.clone(), stream, peer, buf));
+                serve(stream, peer);
             }
             Err(err) => {
                 // Out of descriptors, most likely: back off instead of spinning.
-                tracing::warn!(worker = worker.index, "accept failed: {err}");
+                tracing::warn!(worker = worker.index, "{what} accept failed: {err}");
                 monoio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         }

@@ -68,6 +68,8 @@ pub trait ClientStream: AsyncReadRent + AsyncWriteRent + Split + Sized + 'static
 /// A client connection on its way to another worker.
 pub enum HandoffStream {
     Plain(std::net::TcpStream),
+    /// A TLS connection with its session state ([`super::tls::TlsHandoff`]).
+    Tls(Box<super::tls::TlsHandoff>),
 }
 
 impl ClientStream for TcpStream {
@@ -324,14 +326,12 @@ async fn proxy_one<S: ClientStream>(
     let head_sent = Cell::new(false);
     let has_body = matches!(request.framing, BodyFraming::Chunked)
         || matches!(request.framing, BodyFraming::Length(n) if n > 0);
-    let request_done = Cell::new(!has_body);
     let exchange = Exchange {
         version: request.version,
         keep_alive: request.keep_alive,
         is_head: request.is_head,
         upgrade: request.upgrade,
         head_sent: &head_sent,
-        request_done: &request_done,
     };
 
     if request.upgrade {
@@ -358,9 +358,7 @@ async fn proxy_one<S: ClientStream>(
         if !has_body {
             return Upload::Done;
         }
-        let uploaded = upload_body(rd, buf, request.framing, &mut send).await;
-        request_done.set(uploaded == Upload::Done);
-        uploaded
+        upload_body(rd, buf, request.framing, &mut send).await
     };
     let download = response::download(wr, &mut recv, &exchange);
     match race(upload, download, &head_sent).await {

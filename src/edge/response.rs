@@ -22,9 +22,6 @@ pub struct Exchange<'a> {
     pub upgrade: bool,
     /// Set once any response byte went to the client; an error page is impossible after.
     pub head_sent: &'a Cell<bool>,
-    /// Set once the whole request body went into the stream. A response that starts before
-    /// then says `Connection: close`: the rest of the body will not be read.
-    pub request_done: &'a Cell<bool>,
 }
 
 pub enum Failure {
@@ -128,8 +125,9 @@ async fn final_response<W: AsyncWriteRent>(
         BodyLen::Unknown if exchange.version == Version::Http11 => ClientFraming::Chunked,
         BodyLen::Unknown => ClientFraming::Close,
     };
-    let keep_alive =
-        exchange.keep_alive && framing != ClientFraming::Close && exchange.request_done.get();
+    // A response may start before the request body has all arrived (an echo, an early 413);
+    // if the body is still unfinished when the response ends, the proxy closes then.
+    let keep_alive = exchange.keep_alive && framing != ClientFraming::Close;
 
     let mut head = BytesMut::with_capacity(512);
     head.put_slice(b"HTTP/1.1 ");

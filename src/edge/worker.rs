@@ -150,5 +150,6 @@ fn adopt(
             }
             Err(err) => tracing::debug!(%peer, "cannot adopt handed-off connection: {err}"),
         },
+        HandoffStream::Tls(tls) => tls.adopt(worker, peer, buf),
     }
 }

@@ -6,6 +6,7 @@
 //! port 0, the first bind picks the port and the others reuse it.
 
 pub mod io;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;

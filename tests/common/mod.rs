@@ -125,6 +125,8 @@ pub struct Edge {
     pub proc: Proc,
     pub dir: PathBuf,
     pub http: SocketAddr,
+    /// Where HTTPS is served when the edge was started with certificates.
+    pub https: SocketAddr,
     pub tunnel: SocketAddr,
     pub admin: SocketAddr,
     pub token: String,
@@ -136,34 +138,55 @@ impl Edge {
     }
 
     pub fn start_on(dir: &Path, http: SocketAddr, tunnel: SocketAddr, admin: SocketAddr) -> Edge {
-        Edge::start_with(dir, http, tunnel, admin, &[])
+        Edge::start_with(dir, http, tunnel, admin, &[], &[])
     }
 
-    /// As [`Edge::start_on`], with extra `adit edge` arguments.
+    /// An edge with HTTPS: each pair is a certificate chain file and its key file.
+    pub fn start_tls(dir: &Path, pairs: &[(&Path, &Path)], envs: &[(&str, &str)]) -> Edge {
+        let mut extra = Vec::new();
+        for (cert, key) in pairs {
+            extra.push("--tls-cert".to_owned());
+            extra.push(cert.to_str().unwrap().to_owned());
+            extra.push("--tls-key".to_owned());
+            extra.push(key.to_str().unwrap().to_owned());
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let (http, tunnel, admin) = (free_tcp_addr(), free_udp_addr(), free_tcp_addr());
+        Edge::start_with(dir, http, tunnel, admin, &extra, envs)
+    }
+
+    /// As [`Edge::start_on`], with more command-line arguments and environment variables.
     pub fn start_with(
         dir: &Path,
         http: SocketAddr,
         tunnel: SocketAddr,
         admin: SocketAddr,
         extra: &[&str],
+        envs: &[(&str, &str)],
     ) -> Edge {
+        let https = free_tcp_addr();
         let data = dir.join("edge-data");
         let log = dir.join(format!("edge-{}.log", uuid::Uuid::new_v4()));
-        let args = [
+        let https_arg = https.to_string();
+        let (http_arg, tunnel_arg, admin_arg) =
+            (http.to_string(), tunnel.to_string(), admin.to_string());
+        let mut args = vec![
             "edge",
             "--data-dir",
             data.to_str().unwrap(),
             "--listen-http",
-            &http.to_string(),
+            &http_arg,
+            "--listen-https",
+            &https_arg,
             "--listen-tunnel",
-            &tunnel.to_string(),
+            &tunnel_arg,
             "--listen-admin",
-            &admin.to_string(),
+            &admin_arg,
             "--workers",
             "2",
         ];
-        let args: Vec<&str> = args.iter().copied().chain(extra.iter().copied()).collect();
-        let proc = Proc::spawn(&args, log, &[]);
+        args.extend_from_slice(extra);
+        let proc = Proc::spawn(&args, log, envs);
         let token = eventually(Duration::from_secs(20), "the edge's admin API", || {
             TcpStream::connect(admin).ok()?;
             std::fs::read_to_string(data.join("admin.token")).ok()
@@ -172,6 +195,7 @@ impl Edge {
             proc,
             dir: dir.to_owned(),
             http,
+            https,
             tunnel,
             admin,
             token: token.trim().to_owned(),
@@ -302,10 +326,57 @@ impl Response {
     }
 }
 
-/// A blocking HTTP/1.1 client on one connection.
-pub struct Client {
-    pub stream: TcpStream,
+/// A blocking HTTP/1.1 client on one connection: plain TCP, or TLS over it.
+pub struct Client<S = TcpStream> {
+    pub stream: S,
     buf: Vec<u8>,
+}
+
+/// A blocking TLS client connection.
+pub type TlsClientStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+impl Client<TlsClientStream> {
+    /// Connects over TLS, sending `sni` and trusting only `ca_pem`, and completes the
+    /// handshake.
+    pub fn connect_tls(addr: SocketAddr, sni: &str, ca_pem: &str) -> Client<TlsClientStream> {
+        Client::tls(addr, sni, true, ca_pem)
+    }
+
+    /// As [`Client::connect_tls`] without sending SNI; the certificate must still name `name`.
+    pub fn connect_tls_without_sni(
+        addr: SocketAddr,
+        name: &str,
+        ca_pem: &str,
+    ) -> Client<TlsClientStream> {
+        Client::tls(addr, name, false, ca_pem)
+    }
+
+    fn tls(addr: SocketAddr, sni: &str, send_sni: bool, ca_pem: &str) -> Client<TlsClientStream> {
+        use rustls_pki_types::pem::PemObject;
+
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = rustls_pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap();
+        roots.add(ca).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.enable_sni = send_sni;
+        let name = rustls_pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+        let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+        let plain = Client::connect(addr);
+        let mut stream = rustls::StreamOwned::new(conn, plain.stream);
+        while stream.conn.is_handshaking() {
+            stream.conn.complete_io(&mut stream.sock).unwrap();
+        }
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
 }
 
 impl Client {
@@ -320,7 +391,9 @@ impl Client {
             buf: Vec::new(),
         }
     }
+}
 
+impl<S: Read + Write> Client<S> {
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).unwrap();
     }
@@ -522,5 +595,54 @@ fn serve_tls_connection(config: std::sync::Arc<rustls::ServerConfig>, sock: TcpS
         if tls.write_all(response.as_bytes()).is_err() {
             return;
         }
+    }
+}
+
+/// A test CA of its own, for certificates the edge serves.
+pub struct TestCa {
+    pub pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+/// A leaf certificate written to files.
+pub struct Leaf {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let name = format!("adit test edge CA {}", uuid::Uuid::new_v4());
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap();
+        TestCa {
+            pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// Signs a leaf for `names` and writes it to `{stem}.pem` and `{stem}.key` in `dir`.
+    pub fn leaf(&self, dir: &Path, stem: &str, names: &[&str]) -> Leaf {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let cert = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        let leaf = Leaf {
+            cert: dir.join(format!("{stem}.pem")),
+            key: dir.join(format!("{stem}.key")),
+            der: cert.der().to_vec(),
+        };
+        std::fs::write(&leaf.cert, cert.pem()).unwrap();
+        std::fs::write(&leaf.key, key.serialize_pem()).unwrap();
+        leaf
     }
 }
