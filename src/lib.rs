@@ -44,6 +44,7 @@
 //!   to one that has ([`edge::worker::WorkerMsg::Handoff`]).
 //! - `access`, `load`, `bench` and `metrics` do not exist yet.
 
+pub mod access;
 pub mod cli;
 pub mod connector;
 pub mod control;
@@ -53,3 +54,4 @@ pub mod origin;
 pub mod quic;
 pub mod runtime;
 pub mod tunnel;
+pub mod ws;

@@ -12,6 +12,7 @@ mod link;
 mod origin;
 mod pool;
 mod serve;
+mod tcp;
 mod tls;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
