@@ -86,6 +86,12 @@ pub struct EdgeArgs {
     /// Data-plane worker threads (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Close a client connection that sends no request for this long.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: std::time::Duration,
+    /// Answer 408 when a request head takes longer than this to arrive.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: std::time::Duration,
 }
 
 /// Where the control commands find the admin API.

@@ -58,6 +58,7 @@ pub fn quick(args: QuickArgs) -> anyhow::Result<ExitCode> {
         listen_http: args.listen_http,
         listen_admin: "127.0.0.1:0".parse()?,
         workers,
+        limits: Default::default(),
     })?;
     let hostname = format!("{name}.localhost");
     let credentials = edge.control.create_tunnel(&name)?;

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 
 use super::{EdgeArgs, OriginArgs, RunArgs};
 use crate::connector::{self, config::Config, ingress::Ingress, ConnectorConfig};
-use crate::edge::{self, EdgeConfig};
+use crate::edge::{self, proxy::ClientLimits, EdgeConfig};
 use crate::runtime;
 use crate::tunnel::credentials::Credentials;
 
@@ -18,6 +18,10 @@ pub fn edge(args: EdgeArgs) -> anyhow::Result<ExitCode> {
         listen_http: args.listen_http,
         listen_admin: args.listen_admin,
         workers: args.workers.unwrap_or_else(runtime::default_workers),
+        limits: ClientLimits {
+            idle_timeout: args.idle_timeout,
+            header_timeout: args.header_timeout,
+        },
     })?;
     let signal = wait_for_signal()?;
     tracing::info!(signal, "edge shutting down");

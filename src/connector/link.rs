@@ -124,9 +124,10 @@ async fn connect(
         .await
         .map_err(|err| LinkError::Frame(err.into()))?;
 
-    let (frame_bytes, _) = monoio::time::timeout(REGISTER_TIMEOUT, read_frame(&mut recv))
-        .await
-        .map_err(|_| LinkError::Timeout)??;
+    let (frame_bytes, _) =
+        monoio::time::timeout(REGISTER_TIMEOUT, read_frame(&mut recv, bytes::Bytes::new()))
+            .await
+            .map_err(|_| LinkError::Timeout)??;
     match frame::decode(&frame_bytes) {
         Ok(Some((Frame::Registered(registered), _))) => {
             tracing::info!(

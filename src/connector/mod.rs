@@ -11,6 +11,7 @@ pub mod ingress;
 mod link;
 mod origin;
 mod pool;
+mod response;
 mod serve;
 mod tcp;
 mod tls;

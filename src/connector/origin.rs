@@ -3,7 +3,8 @@
 //! The request head is rebuilt for the origin (Host, forwarding headers, framing), then the
 //! request body and the response flow at the same time. A pooled connection that turns out
 //! to be closed before any response byte arrived is replaced by a fresh one and the request
-//! sent again, but only when nothing of a body had been consumed from the stream.
+//! sent again, but only when nothing of a body had been consumed from the stream. A
+//! WebSocket request the origin accepts (101) turns the stream into raw bytes both ways.
 
 use std::time::Instant;
 
@@ -12,27 +13,37 @@ use monoio::io::{AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
 
 use super::ingress::Rule;
 use super::pool::{dial, DialError, OriginConn};
+use super::response::{final_head, relay_body, Failure};
 use super::serve::{send_error, Local};
-use crate::http::{self, body, BodyDecoder, BodyFraming, MAX_HEADERS};
+use crate::http::body;
 use crate::quic::{RecvStream, SendStream};
-use crate::runtime::io::{
-    body_chunk, read_more, until_second, write_all, write_bytes, write_chunk,
-};
-use crate::tunnel::frame::{self, BodyLen, ErrorCode, RequestFrame};
+use crate::runtime::io::{until_second, write_all, write_bytes, write_chunk};
+use crate::tunnel::frame::{BodyLen, ErrorCode, RequestFrame, StreamKind};
 use crate::tunnel::io::STREAM_READ;
+use crate::tunnel::splice::splice;
 
 type ReadHalf = OwnedReadHalf<OriginConn>;
 type WriteHalf = OwnedWriteHalf<OriginConn>;
 
-/// Stream reset code when the origin's response broke off.
-const RESET_ORIGIN: u32 = 2;
-
 enum Exchange {
     /// The response went to the edge; the connection, when it can serve another request.
     Done(Option<OriginConn>),
+    /// Writing the request head failed: nothing reached the origin or left the stream, so
+    /// another connection may try.
+    NotSent,
     /// The connection was closed before any response byte arrived.
     NoResponse,
     Failed(ErrorCode, String),
+}
+
+/// What an exchange needs to know about its request.
+struct Ask<'a> {
+    head: Bytes,
+    first: Bytes,
+    body: BodyLen,
+    is_head: bool,
+    upgrade: bool,
+    rule: &'a Rule,
 }
 
 /// Proxies one request to the rule's origin and streams the response into `send`.
@@ -45,9 +56,16 @@ pub async fn proxy(
     send: &mut SendStream,
     recv: &mut RecvStream,
 ) {
-    let head = request_head(rule, request);
-    let replayable = request.line.body == BodyLen::Empty;
-    let is_head = request.line.method == "HEAD";
+    let upgrade = request.line.kind == StreamKind::WebSocket;
+    let ask = Ask {
+        head: request_head(rule, request, upgrade),
+        first,
+        body: request.line.body,
+        is_head: request.line.method == "HEAD",
+        upgrade,
+        rule,
+    };
+    let replayable = request.line.body == BodyLen::Empty && !upgrade;
     let mut retried = false;
     loop {
         let pooled = local.pool.take(rule_index, &rule.origin, Instant::now());
@@ -71,31 +89,24 @@ pub async fn proxy(
                 }
             }
         };
-        let body = request.line.body;
-        match exchange(
-            conn,
-            head.clone(),
-            first.clone(),
-            body,
-            send,
-            recv,
-            rule,
-            is_head,
-        )
-        .await
-        {
+        match exchange(conn, &ask, send, recv).await {
             Exchange::Done(Some(conn)) => {
                 local
                     .pool
                     .put(rule_index, &rule.origin, conn, Instant::now())
             }
             Exchange::Done(None) => {}
+            Exchange::NotSent if reused && !retried => {
+                tracing::debug!("pooled origin connection was closed; retrying on a new one");
+                retried = true;
+                continue;
+            }
             Exchange::NoResponse if reused && replayable && !retried => {
                 tracing::debug!("pooled origin connection was closed; retrying on a new one");
                 retried = true;
                 continue;
             }
-            Exchange::NoResponse => {
+            Exchange::NoResponse | Exchange::NotSent => {
                 let message = format!(
                     "origin {} closed the connection without answering",
                     rule.service
@@ -108,35 +119,76 @@ pub async fn proxy(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn exchange(
     conn: OriginConn,
-    head: Bytes,
-    first: Bytes,
-    body: BodyLen,
+    ask: &Ask<'_>,
     send: &mut SendStream,
     recv: &mut RecvStream,
-    rule: &Rule,
-    is_head: bool,
 ) -> Exchange {
     let (mut rd, mut wr) = conn.into_split();
-    if write_all(&mut wr, head).await.is_err() {
-        return Exchange::NoResponse;
+    if write_all(&mut wr, ask.head.clone()).await.is_err() {
+        return Exchange::NotSent;
     }
-    let upload = upload(&mut wr, first, recv, body);
-    let download = download(&mut rd, send, rule, is_head);
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    if ask.upgrade {
+        return upgrade(&mut rd, &mut wr, buf, ask, send, recv).await;
+    }
+
+    let upload = upload(&mut wr, ask.first.clone(), recv, ask.body);
+    let download = async {
+        let head = final_head(&mut rd, &mut buf, send, ask.rule, ask.is_head).await?;
+        if head.status == 101 {
+            let message = format!("origin {} switched protocols unasked", ask.rule.service);
+            return Err(Failure::Origin(ErrorCode::OriginProtocol, message));
+        }
+        if send.write(head.frame.clone()).await.is_err() {
+            return Err(Failure::AfterHead);
+        }
+        relay_body(&mut rd, std::mem::take(&mut buf), send, &head, ask.rule).await
+    };
     let (uploaded, downloaded) = until_second(upload, download).await;
     match downloaded {
         Ok(true) if uploaded == Some(true) => Exchange::Done(rd.reunite(wr).ok()),
         Ok(_) => Exchange::Done(None),
-        Err(Failure::NoResponse) => Exchange::NoResponse,
-        Err(Failure::Origin(code, message)) => Exchange::Failed(code, message),
-        Err(Failure::AfterHead) => Exchange::Done(None),
+        Err(failure) => failed(failure),
+    }
+}
+
+/// A WebSocket request: nothing flows before the origin's answer; a 101 splices the origin
+/// connection and the stream, anything else is an ordinary response.
+async fn upgrade(
+    rd: &mut ReadHalf,
+    wr: &mut WriteHalf,
+    mut buf: BytesMut,
+    ask: &Ask<'_>,
+    send: &mut SendStream,
+    recv: &mut RecvStream,
+) -> Exchange {
+    let head = match final_head(rd, &mut buf, send, ask.rule, ask.is_head).await {
+        Ok(head) => head,
+        Err(failure) => return failed(failure),
+    };
+    if send.write(head.frame.clone()).await.is_err() {
+        return Exchange::Done(None);
+    }
+    if head.status == 101 {
+        splice(rd, wr, &mut buf, send, recv, ask.first.clone()).await;
+        return Exchange::Done(None);
+    }
+    let _ = relay_body(rd, buf, send, &head, ask.rule).await;
+    Exchange::Done(None)
+}
+
+fn failed(failure: Failure) -> Exchange {
+    match failure {
+        Failure::NoResponse => Exchange::NoResponse,
+        Failure::Origin(code, message) => Exchange::Failed(code, message),
+        Failure::AfterHead => Exchange::Done(None),
     }
 }
 
 /// The request head as the origin gets it.
-fn request_head(rule: &Rule, request: &RequestFrame<'_>) -> Bytes {
+fn request_head(rule: &Rule, request: &RequestFrame<'_>, upgrade: bool) -> Bytes {
     let line = &request.line;
     let mut out = BytesMut::with_capacity(512 + 64 * request.headers.len());
     out.put_slice(line.method.as_bytes());
@@ -187,6 +239,9 @@ fn request_head(rule: &Rule, request: &RequestFrame<'_>) -> Bytes {
     out.put_slice(b"\r\nAdit-Connecting-IP: ");
     out.put_slice(line.client_addr.as_bytes());
     out.put_slice(b"\r\n");
+    if upgrade {
+        out.put_slice(b"Connection: Upgrade\r\nUpgrade: websocket\r\n");
+    }
     match line.body {
         BodyLen::Known(n) => out.put_slice(format!("Content-Length: {n}\r\n").as_bytes()),
         BodyLen::Unknown => out.put_slice(b"Transfer-Encoding: chunked\r\n"),
@@ -237,135 +292,5 @@ async fn upload(wr: &mut WriteHalf, first: Bytes, recv: &mut RecvStream, body: B
     match body {
         BodyLen::Known(n) => sent == n,
         _ => write_all(wr, body::LAST_CHUNK).await.is_ok(),
-    }
-}
-
-enum Failure {
-    NoResponse,
-    Origin(ErrorCode, String),
-    /// The response broke off after its head went to the edge; the stream was reset.
-    AfterHead,
-}
-
-/// What the origin's response head says, with its frame already encoded.
-struct Head {
-    framing: BodyFraming,
-    keep_alive: bool,
-    frame: Bytes,
-}
-
-/// Reads the origin's response and streams it into `send`. Ok(true) when the origin
-/// connection can serve another request.
-async fn download(
-    rd: &mut ReadHalf,
-    send: &mut SendStream,
-    rule: &Rule,
-    is_head: bool,
-) -> Result<bool, Failure> {
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    let timeout = rule.origin.response_timeout;
-    let head = match monoio::time::timeout(timeout, read_head(rd, &mut buf, rule, is_head)).await {
-        Ok(head) => head?,
-        Err(_) => {
-            let message = format!("origin {} did not answer within {timeout:?}", rule.service);
-            return Err(Failure::Origin(ErrorCode::OriginTimeout, message));
-        }
-    };
-    if send.write(head.frame).await.is_err() {
-        return Err(Failure::AfterHead);
-    }
-
-    let mut decoder = BodyDecoder::new(head.framing);
-    loop {
-        match body_chunk(rd, &mut buf, &mut decoder).await {
-            Ok(Some(chunk)) => {
-                if send.write(chunk).await.is_err() {
-                    return Err(Failure::AfterHead);
-                }
-            }
-            Ok(None) => break,
-            Err(err) => {
-                tracing::debug!(
-                    "response body from origin {} broke off: {err}",
-                    rule.service
-                );
-                send.reset(RESET_ORIGIN);
-                return Err(Failure::AfterHead);
-            }
-        }
-    }
-    if send.finish().is_err() {
-        return Err(Failure::AfterHead);
-    }
-    Ok(head.keep_alive && head.framing != BodyFraming::UntilClose && buf.is_empty())
-}
-
-/// Reads response heads until a final one (interim 1xx heads other than 101 are skipped)
-/// and encodes its frame.
-async fn read_head(
-    rd: &mut ReadHalf,
-    buf: &mut BytesMut,
-    rule: &Rule,
-    is_head: bool,
-) -> Result<Head, Failure> {
-    let protocol = |why: String| Failure::Origin(ErrorCode::OriginProtocol, why);
-    loop {
-        if !buf.is_empty() {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            match http::parse_response(buf, &mut headers) {
-                Ok(Some(head)) if head.status / 100 == 1 && head.status != 101 => {
-                    let len = head.len;
-                    let _ = buf.split_to(len);
-                    continue;
-                }
-                Ok(Some(head)) => {
-                    let method = if is_head { "HEAD" } else { "GET" };
-                    let framing = http::response_framing(method, head.status, head.headers)
-                        .map_err(|err| protocol(format!("origin {}: {err}", rule.service)))?;
-                    let body = match framing {
-                        BodyFraming::None | BodyFraming::Length(0) => BodyLen::Empty,
-                        BodyFraming::Length(n) => BodyLen::Known(n),
-                        BodyFraming::Chunked | BodyFraming::UntilClose => BodyLen::Unknown,
-                    };
-                    let strip_length = matches!(framing, BodyFraming::Length(_));
-                    let headers = head
-                        .headers
-                        .iter()
-                        .filter(|h| {
-                            let length = h.name.eq_ignore_ascii_case("content-length");
-                            !(strip_length && length
-                                || http::head::is_hop_by_hop(h.name, head.headers))
-                        })
-                        .map(|h| (h.name.as_bytes(), h.value));
-                    let mut frame = BytesMut::with_capacity(256 + head.len);
-                    frame::encode_response(&mut frame, head.status, body, headers)
-                        .map_err(|err| protocol(format!("origin {}: {err}", rule.service)))?;
-                    let keep_alive = http::head::keep_alive(head.version, head.headers);
-                    let len = head.len;
-                    let _ = buf.split_to(len);
-                    return Ok(Head {
-                        framing,
-                        keep_alive,
-                        frame: frame.freeze(),
-                    });
-                }
-                Ok(None) => {}
-                Err(err) => return Err(protocol(format!("origin {}: {err}", rule.service))),
-            }
-        }
-        let (result, filled) = read_more(rd, std::mem::take(buf)).await;
-        *buf = filled;
-        match result {
-            Ok(0) if buf.is_empty() => return Err(Failure::NoResponse),
-            Ok(0) => {
-                return Err(protocol(format!(
-                    "origin {} closed mid-response",
-                    rule.service
-                )))
-            }
-            Ok(_) => {}
-            Err(_) if buf.is_empty() => return Err(Failure::NoResponse),
-            Err(err) => return Err(protocol(format!("origin {}: {err}", rule.service))),
-        }
     }
 }

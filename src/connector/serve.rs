@@ -38,7 +38,7 @@ pub async fn serve_connection(local: Rc<Local>, conn: Connection) -> QuicError {
 }
 
 async fn handle_stream(local: Rc<Local>, mut send: SendStream, mut recv: RecvStream) {
-    let (frame_bytes, first) = match read_frame(&mut recv).await {
+    let (frame_bytes, first) = match read_frame(&mut recv, Bytes::new()).await {
         Ok(read) => read,
         Err(err) => {
             tracing::debug!("cannot read request frame: {err}");

@@ -10,6 +10,10 @@ use crate::tunnel::frame::ErrorCode;
 pub enum ProxyError {
     /// The client sent something that is not an acceptable request.
     Client(HeadError),
+    /// The request head did not arrive within the header timeout.
+    HeaderTimeout,
+    /// The request body's framing was malformed (a bad chunk size, say).
+    BadBody(String),
     /// HTTP/1.1 requires a Host; there was none.
     MissingHost,
     /// No tunnel is routed for this hostname.
@@ -26,6 +30,16 @@ pub enum ProxyError {
 pub fn page(err: &ProxyError) -> (u16, &'static str, String) {
     match err {
         ProxyError::Client(head) => (head.status(), "Bad request", head.to_string()),
+        ProxyError::HeaderTimeout => (
+            408,
+            "Request timeout",
+            "The request head did not arrive in time.".into(),
+        ),
+        ProxyError::BadBody(why) => (
+            400,
+            "Bad request",
+            format!("The request body is malformed: {why}"),
+        ),
         ProxyError::MissingHost => (
             400,
             "Bad request",
@@ -72,6 +86,8 @@ mod tests {
         assert_eq!(status(ProxyError::Client(HeadError::TooLarge)), 431);
         assert_eq!(status(ProxyError::Client(HeadError::Malformed("x"))), 400);
         assert_eq!(status(ProxyError::MissingHost), 400);
+        assert_eq!(status(ProxyError::HeaderTimeout), 408);
+        assert_eq!(status(ProxyError::BadBody("x".into())), 400);
         assert_eq!(status(ProxyError::UnknownHost("a".into())), 404);
         assert_eq!(status(ProxyError::NoConnector("a".into())), 502);
         assert_eq!(status(ProxyError::Tunnel("x".into())), 502);

@@ -14,6 +14,7 @@
 
 pub mod error;
 pub mod proxy;
+pub mod response;
 pub mod tunnel;
 pub mod worker;
 
@@ -40,6 +41,7 @@ pub struct EdgeConfig {
     pub listen_http: SocketAddr,
     pub listen_admin: SocketAddr,
     pub workers: usize,
+    pub limits: proxy::ClientLimits,
 }
 
 /// A running edge.
@@ -111,9 +113,10 @@ pub fn start(config: EdgeConfig) -> anyhow::Result<Edge> {
         })
         .collect();
     let sender = control.sender();
+    let limits = config.limits;
     let worker_inboxes = inboxes.clone();
     let threads = runtime::spawn_workers("edge", items, move |index, sockets: WorkerSockets| {
-        let worker = Rc::new(Worker::new(index, sender.clone(), inboxes.clone()));
+        let worker = Rc::new(Worker::new(index, limits, sender.clone(), inboxes.clone()));
         let server_config = server_config.clone();
         let reset_key = reset_key.clone();
         async move { run_worker(worker, sockets, server_config, reset_key).await }

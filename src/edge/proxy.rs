@@ -3,31 +3,52 @@
 //! For each request the head is parsed where it was read, the route is looked up in this
 //! worker's snapshot, and the request frame is encoded straight from the parsed head. The
 //! request body (decoded from the client's framing) and the response body (re-framed for
-//! the client) then flow at the same time, so an origin that answers while it still reads
-//! (an echo, an early 413) never deadlocks against flow control.
+//! the client, in [`super::response`]) then flow at the same time, so an origin that answers
+//! while it still reads (an echo, an early 413) never deadlocks against flow control. A
+//! WebSocket upgrade that the origin accepts turns the connection into raw bytes both ways.
+//!
+//! Limits: a client has [`ClientLimits::idle_timeout`] to start a request and, once its
+//! first byte arrived, [`ClientLimits::header_timeout`] to complete the head (else 408).
 
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use std::cell::Cell;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Split, Splitable};
 use monoio::net::TcpStream;
 use uuid::Uuid;
 
 use super::error::{page, ProxyError};
+use super::response::{self, Done, Exchange, Failure};
 use super::worker::{TunnelConn, Worker, WorkerMsg};
-use crate::http::{self, body, BodyDecoder, BodyFraming, HeadError, RequestHead, Version};
+use crate::http::{self, BodyDecoder, BodyFraming, HeadError, RequestHead, Version};
 use crate::quic::{RecvStream, SendStream};
-use crate::runtime::io::{
-    body_chunk, read_more, until_second, write_all, write_bytes, write_chunk,
-};
-use crate::tunnel::frame::{self, BodyLen, Frame, RequestLine, StreamKind};
-use crate::tunnel::io::{read_frame, STREAM_READ};
+use crate::runtime::io::{body_chunk, read_more, write_all};
+use crate::tunnel::frame::{self, BodyLen, RequestLine, StreamKind};
+use crate::tunnel::splice::splice;
 
-/// How long a client connection may sit without sending a complete request head.
-pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Timeouts for public client connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// How long a connection may wait for the first byte of a request.
+    pub idle_timeout: Duration,
+    /// How long a request head may take to arrive once its first byte has.
+    pub header_timeout: Duration,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            idle_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 /// How many tunnel connections a request tries before giving up on opening a stream.
 const OPEN_ATTEMPTS: usize = 3;
@@ -70,6 +91,7 @@ struct Request {
     version: Version,
     keep_alive: bool,
     is_head: bool,
+    upgrade: bool,
 }
 
 enum Prepared {
@@ -96,39 +118,26 @@ pub async fn serve_client<S: ClientStream>(
     let mut may_handoff = buf.is_empty();
 
     loop {
-        let prepared = match monoio::time::timeout(
-            CLIENT_IDLE_TIMEOUT,
-            next_request(
-                &worker,
-                &mut rd,
-                &mut buf,
-                &client_addr,
-                &mut frame,
-                may_handoff,
-            ),
-        )
-        .await
-        {
-            Ok(Some(prepared)) => prepared,
-            Ok(None) | Err(_) => return,
-        };
-        let request = match prepared {
-            Prepared::Ready(request) => request,
-            Prepared::Refused(err) => return write_error(&mut wr, &err).await,
-            Prepared::Handoff(target) => return handoff(&worker, target, rd, wr, peer, buf),
+        let next = next_request(
+            &worker,
+            &mut rd,
+            &mut buf,
+            &client_addr,
+            &mut frame,
+            may_handoff,
+        );
+        let request = match next.await {
+            Some(Prepared::Ready(request)) => request,
+            Some(Prepared::Refused(err)) => return write_error(&mut wr, &err).await,
+            Some(Prepared::Handoff(target)) => {
+                return handoff(&worker, target, rd, wr, peer, buf);
+            }
+            None => return,
         };
         let _ = buf.split_to(request.head_len);
 
-        match proxy_one(
-            &worker,
-            &request,
-            &mut rd,
-            &mut wr,
-            &mut buf,
-            frame.split().freeze(),
-        )
-        .await
-        {
+        let frame = frame.split().freeze();
+        match proxy_one(&worker, &request, &mut rd, &mut wr, &mut buf, frame).await {
             Outcome::KeepAlive => may_handoff = true,
             Outcome::Close => {
                 let _ = wr.shutdown().await;
@@ -140,7 +149,7 @@ pub async fn serve_client<S: ClientStream>(
 }
 
 /// Reads until a whole request head is buffered and prepares it. `None` when the client
-/// closed or the socket failed between requests.
+/// closed, the socket failed, or the connection idled out between requests.
 async fn next_request<S: ClientStream>(
     worker: &Worker,
     rd: &mut ReadHalf<S>,
@@ -149,6 +158,8 @@ async fn next_request<S: ClientStream>(
     frame: &mut BytesMut,
     may_handoff: bool,
 ) -> Option<Prepared> {
+    let limits = worker.limits;
+    let mut started = (!buf.is_empty()).then(Instant::now);
     loop {
         if !buf.is_empty() {
             let mut headers = [httparse::EMPTY_HEADER; http::MAX_HEADERS];
@@ -168,11 +179,22 @@ async fn next_request<S: ClientStream>(
                 Err(err) => return Some(Prepared::Refused(ProxyError::Client(err))),
             }
         }
-        let (result, filled) = read_more(rd, std::mem::take(buf)).await;
+        let limit = match started {
+            None => limits.idle_timeout,
+            Some(at) => limits.header_timeout.saturating_sub(at.elapsed()),
+        };
+        let read = monoio::time::timeout(limit, read_more(rd, std::mem::take(buf))).await;
+        let Ok((result, filled)) = read else {
+            // A request that started but did not finish in time is told so; an idle
+            // connection is just closed.
+            return started.map(|_| Prepared::Refused(ProxyError::HeaderTimeout));
+        };
         *buf = filled;
         match result {
             Ok(0) | Err(_) => return None,
-            Ok(_) => {}
+            Ok(_) => {
+                started.get_or_insert_with(Instant::now);
+            }
         }
     }
 }
@@ -212,8 +234,15 @@ fn prepare(
         BodyFraming::Length(n) => BodyLen::Known(n),
         BodyFraming::Chunked => BodyLen::Unknown,
     };
+    // Only a request without a body can switch protocols: its bytes after the head belong
+    // to the new protocol.
+    let upgrade = body == BodyLen::Empty && http::head::is_websocket_upgrade(head.headers);
     let line = RequestLine {
-        kind: StreamKind::Http,
+        kind: if upgrade {
+            StreamKind::WebSocket
+        } else {
+            StreamKind::Http
+        },
         body,
         client_addr,
         method: head.method,
@@ -243,6 +272,7 @@ fn prepare(
         version: head.version,
         keep_alive: http::head::keep_alive(head.version, head.headers),
         is_head: head.method == "HEAD",
+        upgrade,
     })
 }
 
@@ -291,29 +321,94 @@ async fn proxy_one<S: ClientStream>(
     if let Err(err) = send.write(frame).await {
         return Outcome::Failed(ProxyError::Tunnel(err.to_string()));
     }
+    let head_sent = Cell::new(false);
+    let exchange = Exchange {
+        version: request.version,
+        keep_alive: request.keep_alive,
+        is_head: request.is_head,
+        upgrade: request.upgrade,
+        head_sent: &head_sent,
+    };
+
+    if request.upgrade {
+        // Nothing is sent before the origin answers; after a 101 the stream carries the
+        // new protocol's bytes, with no timeout.
+        return match response::download(wr, &mut recv, &exchange).await {
+            Ok(Done::Switched(first)) => {
+                splice(rd, wr, buf, &mut send, &mut recv, first).await;
+                Outcome::Close
+            }
+            Ok(Done::Complete(reusable)) => {
+                let _ = send.finish();
+                keep_or_close(reusable && request.keep_alive)
+            }
+            Err(Failure::BeforeHead(err)) => Outcome::Failed(err),
+            Err(Failure::AfterHead) => Outcome::Close,
+        };
+    }
+
     let has_body = matches!(request.framing, BodyFraming::Chunked)
         || matches!(request.framing, BodyFraming::Length(n) if n > 0);
     if !has_body {
         let _ = send.finish();
     }
-
     let upload = async {
         if !has_body {
-            return true;
+            return Upload::Done;
         }
         upload_body(rd, buf, request.framing, &mut send).await
     };
-    let download = download(wr, &mut recv, request);
-    let (uploaded, downloaded) = until_second(upload, download).await;
-
-    match downloaded {
-        Err(Download::BeforeHead(err)) => Outcome::Failed(err),
-        Err(Download::AfterHead) => Outcome::Close,
-        Ok(reusable) if reusable && uploaded == Some(true) && request.keep_alive => {
-            Outcome::KeepAlive
+    let download = response::download(wr, &mut recv, &exchange);
+    match race(upload, download, &head_sent).await {
+        Err(Upload::BadBody(why)) => Outcome::Failed(ProxyError::BadBody(why)),
+        Err(_) => Outcome::Close,
+        Ok((_, Err(Failure::BeforeHead(err)))) => Outcome::Failed(err),
+        Ok((_, Err(Failure::AfterHead))) => Outcome::Close,
+        Ok((uploaded, Ok(Done::Complete(reusable)))) => {
+            keep_or_close(reusable && uploaded == Some(Upload::Done) && request.keep_alive)
         }
-        Ok(_) => Outcome::Close,
+        Ok((_, Ok(Done::Switched(_)))) => Outcome::Close,
     }
+}
+
+fn keep_or_close(keep: bool) -> Outcome {
+    if keep {
+        Outcome::KeepAlive
+    } else {
+        Outcome::Close
+    }
+}
+
+/// Runs the upload and the download together until the download ends. A malformed request
+/// body found before any response byte went out ends it early, so the client gets a 400
+/// instead of whatever the origin makes of a cut-off body.
+async fn race<U, D>(
+    upload: U,
+    download: D,
+    head_sent: &Cell<bool>,
+) -> Result<(Option<Upload>, D::Output), Upload>
+where
+    U: std::future::Future<Output = Upload>,
+    D: std::future::Future,
+{
+    use std::task::Poll;
+
+    let mut upload = std::pin::pin!(upload);
+    let mut download = std::pin::pin!(download);
+    let mut uploaded = None;
+    std::future::poll_fn(|cx| {
+        if uploaded.is_none() {
+            if let Poll::Ready(up) = upload.as_mut().poll(cx) {
+                if matches!(up, Upload::BadBody(_)) && !head_sent.get() {
+                    return Poll::Ready(Err(up));
+                }
+                uploaded = Some(up);
+            }
+        }
+        download.as_mut().poll(cx).map(Ok)
+    })
+    .await
+    .map(|downloaded| (uploaded.take(), downloaded))
 }
 
 /// Opens a stream on the request's connection, falling back to another of the tunnel's
@@ -339,169 +434,43 @@ async fn open_stream(
     }
 }
 
-/// Moves the client's request body into the stream. True when all of it went.
+#[derive(Debug, PartialEq, Eq)]
+enum Upload {
+    Done,
+    /// The tunnel side failed or the origin stopped reading.
+    Failed,
+    /// The client's body framing was malformed.
+    BadBody(String),
+}
+
+/// Stream reset code for a request body the client framed badly.
+const RESET_BAD_BODY: u32 = 1;
+
+/// Moves the client's request body into the stream.
 async fn upload_body<S: ClientStream>(
     rd: &mut ReadHalf<S>,
     buf: &mut BytesMut,
     framing: BodyFraming,
     send: &mut SendStream,
-) -> bool {
+) -> Upload {
     let mut decoder = BodyDecoder::new(framing);
     loop {
         match body_chunk(rd, buf, &mut decoder).await {
             Ok(Some(chunk)) => {
                 if send.write(chunk).await.is_err() {
-                    return false;
+                    return Upload::Failed;
                 }
             }
-            Ok(None) => return send.finish().is_ok(),
+            Ok(None) if send.finish().is_ok() => return Upload::Done,
+            Ok(None) => return Upload::Failed,
             Err(err) => {
                 tracing::debug!("request body from client failed: {err}");
-                send.reset(1);
-                return false;
-            }
-        }
-    }
-}
-
-enum Download {
-    BeforeHead(ProxyError),
-    AfterHead,
-}
-
-/// How the response body is framed for the client.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum ClientFraming {
-    None,
-    Length(u64),
-    Chunked,
-    Close,
-}
-
-/// Relays the response: reads its frame, writes the head, streams the body. Ok(true) when
-/// the connection can carry another request.
-async fn download<S: ClientStream>(
-    wr: &mut WriteHalf<S>,
-    recv: &mut RecvStream,
-    request: &Request,
-) -> Result<bool, Download> {
-    let (frame_bytes, rest) = read_frame(recv)
-        .await
-        .map_err(|err| Download::BeforeHead(ProxyError::Tunnel(err.to_string())))?;
-    let response = match frame::decode(&frame_bytes) {
-        Ok(Some((Frame::Response(response), _))) => response,
-        Ok(Some((Frame::Error(error), _))) => {
-            return Err(Download::BeforeHead(ProxyError::Origin {
-                code: error.code,
-                message: error.message.to_owned(),
-            }))
-        }
-        _ => {
-            let err = ProxyError::Tunnel("the connector sent an unexpected frame".into());
-            return Err(Download::BeforeHead(err));
-        }
-    };
-
-    let status = response.status;
-    let no_body = request.is_head || status / 100 == 1 || status == 204 || status == 304;
-    let framing = match response.body {
-        _ if no_body => ClientFraming::None,
-        BodyLen::Empty => ClientFraming::Length(0),
-        BodyLen::Known(n) => ClientFraming::Length(n),
-        BodyLen::Unknown if request.version == Version::Http11 => ClientFraming::Chunked,
-        BodyLen::Unknown => ClientFraming::Close,
-    };
-    let keep_alive = request.keep_alive && framing != ClientFraming::Close;
-
-    let mut head = BytesMut::with_capacity(512);
-    head.put_slice(b"HTTP/1.1 ");
-    put_status(&mut head, status);
-    for (name, value) in response.headers.iter() {
-        head.put_slice(name);
-        head.put_slice(b": ");
-        head.put_slice(value);
-        head.put_slice(b"\r\n");
-    }
-    match framing {
-        ClientFraming::Length(n) => {
-            head.put_slice(b"Content-Length: ");
-            head.put_slice(itoa(n, &mut [0; 20]));
-            head.put_slice(b"\r\n");
-        }
-        ClientFraming::Chunked => head.put_slice(b"Transfer-Encoding: chunked\r\n"),
-        ClientFraming::None | ClientFraming::Close => {}
-    }
-    if !keep_alive {
-        head.put_slice(b"Connection: close\r\n");
-    }
-    head.put_slice(b"\r\n");
-    drop(frame_bytes);
-    write_all(wr, head.freeze())
-        .await
-        .map_err(|_| Download::AfterHead)?;
-
-    relay_body(wr, recv, rest, framing).await?;
-    Ok(keep_alive)
-}
-
-/// Streams response body bytes to the client as they arrive, framed as decided.
-async fn relay_body<S: ClientStream>(
-    wr: &mut WriteHalf<S>,
-    recv: &mut RecvStream,
-    first: Bytes,
-    framing: ClientFraming,
-) -> Result<(), Download> {
-    let mut sent: u64 = 0;
-    let mut next = Some(first);
-    loop {
-        let chunk = match next.take() {
-            Some(chunk) => chunk,
-            None => match recv.read_chunk(STREAM_READ).await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => break,
-                Err(err) => {
-                    tracing::debug!("response body from tunnel failed: {err}");
-                    return Err(Download::AfterHead);
+                send.reset(RESET_BAD_BODY);
+                if err.kind() == std::io::ErrorKind::InvalidData {
+                    return Upload::BadBody(err.to_string());
                 }
-            },
-        };
-        if chunk.is_empty() {
-            continue;
-        }
-        sent += chunk.len() as u64;
-        let written = match framing {
-            ClientFraming::None => Ok(()),
-            ClientFraming::Length(n) if sent > n => return Err(Download::AfterHead),
-            ClientFraming::Length(_) | ClientFraming::Close => write_bytes(wr, chunk).await,
-            ClientFraming::Chunked => write_chunk(wr, chunk).await,
-        };
-        written.map_err(|_| Download::AfterHead)?;
-    }
-    match framing {
-        ClientFraming::Length(n) if sent != n => Err(Download::AfterHead),
-        ClientFraming::Chunked => write_all(wr, body::LAST_CHUNK)
-            .await
-            .map_err(|_| Download::AfterHead),
-        _ => Ok(()),
-    }
-}
-
-fn put_status(out: &mut BytesMut, status: u16) {
-    out.put_slice(itoa(u64::from(status), &mut [0; 20]));
-    out.put_u8(b' ');
-    out.put_slice(http::head::reason(status).as_bytes());
-    out.put_slice(b"\r\n");
-}
-
-/// Formats `n` in decimal into `scratch` without allocating.
-fn itoa(mut n: u64, scratch: &mut [u8; 20]) -> &[u8] {
-    let mut at = scratch.len();
-    loop {
-        at -= 1;
-        scratch[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &scratch[at..];
+                return Upload::Failed;
+            }
         }
     }
 }

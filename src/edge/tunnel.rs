@@ -62,7 +62,9 @@ async fn register(
     conn: &Connection,
 ) -> Result<(uuid::Uuid, Rc<TunnelConn>, RecvStream), String> {
     let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
-    let (frame_bytes, _) = read_frame(&mut recv).await.map_err(|e| e.to_string())?;
+    let (frame_bytes, _) = read_frame(&mut recv, bytes::Bytes::new())
+        .await
+        .map_err(|e| e.to_string())?;
     let register = match frame::decode(&frame_bytes) {
         Ok(Some((Frame::Register(register), _))) => register,
         _ => {

@@ -39,6 +39,7 @@ pub struct TunnelConn {
 
 pub struct Worker {
     pub index: usize,
+    pub limits: super::proxy::ClientLimits,
     snapshot: RefCell<Arc<Snapshot>>,
     tunnels: RefCell<HashMap<Uuid, Vec<Rc<TunnelConn>>>>,
     pub control: crossbeam_channel::Sender<ControlMsg>,
@@ -50,11 +51,13 @@ pub struct Worker {
 impl Worker {
     pub fn new(
         index: usize,
+        limits: super::proxy::ClientLimits,
         control: crossbeam_channel::Sender<ControlMsg>,
         inboxes: Vec<UnboundedSender<WorkerMsg>>,
     ) -> Worker {
         Worker {
             index,
+            limits,
             snapshot: RefCell::new(Arc::new(Snapshot::default())),
             tunnels: RefCell::new(HashMap::new()),
             control,

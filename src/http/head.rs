@@ -320,6 +320,22 @@ pub fn is_hop_by_hop(name: &str, headers: &[httparse::Header<'_>]) -> bool {
 }
 
 /// Every option listed across the message's Connection fields.
+/// Whether any `name` field lists `token` (comma-separated, case-insensitive), as in
+/// `Connection: keep-alive, Upgrade` or `Upgrade: websocket`.
+pub fn has_token(headers: &[httparse::Header<'_>], name: &str, token: &str) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .flat_map(|h| list_elements(h.value))
+        .any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// Whether the request asks to become a WebSocket (`Connection: upgrade` and `Upgrade:
+/// websocket`, each possibly among other tokens).
+pub fn is_websocket_upgrade(headers: &[httparse::Header<'_>]) -> bool {
+    has_token(headers, "connection", "upgrade") && has_token(headers, "upgrade", "websocket")
+}
+
 fn connection_options<'a>(
     headers: &'a [httparse::Header<'_>],
 ) -> impl Iterator<Item = &'a [u8]> + 'a {

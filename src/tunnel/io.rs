@@ -19,13 +19,24 @@ pub enum FrameReadError {
     Ended,
 }
 
-/// Reads the header frame that opens a stream. Returns the frame's bytes (decode them again
-/// with [`frame::decode`], which is cheap) and the body bytes that arrived with it.
+/// Reads the header frame that opens a stream (or the next one, after interim responses),
+/// starting with `pending`, bytes already read from the stream. Returns the frame's bytes
+/// (decode them again with [`frame::decode`], which is cheap) and the bytes that arrived
+/// after it.
 ///
-/// A frame that fits in the first chunk is sliced out of it without copying; only a frame
-/// split across chunks is gathered. The frame codec bounds the frame, so this does too.
-pub async fn read_frame(recv: &mut RecvStream) -> Result<(Bytes, Bytes), FrameReadError> {
+/// A frame that fits in one chunk is sliced out of it without copying; only a frame split
+/// across chunks is gathered. The frame codec bounds the frame, so this does too.
+pub async fn read_frame(
+    recv: &mut RecvStream,
+    pending: Bytes,
+) -> Result<(Bytes, Bytes), FrameReadError> {
+    if !pending.is_empty() {
+        if let Some((_, used)) = frame::decode(&pending)? {
+            return Ok((pending.slice(..used), pending.slice(used..)));
+        }
+    }
     let mut gathered = BytesMut::new();
+    gathered.extend_from_slice(&pending);
     loop {
         let chunk = recv
             .read_chunk(STREAM_READ)

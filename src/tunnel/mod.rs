@@ -4,6 +4,7 @@
 pub mod credentials;
 pub mod frame;
 pub mod io;
+pub mod splice;
 
 /// ALPN protocol id of the tunnel's QUIC connections.
 pub const ALPN: &[u8] = b"adit/1";

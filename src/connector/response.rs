@@ -1,0 +1,161 @@
+//! The origin's response, read off the origin connection and written into the stream: interim
+//! heads as they come, then the final head as a response frame, then the body unframed.
+
+use bytes::{Bytes, BytesMut};
+use monoio::io::OwnedReadHalf;
+
+use super::ingress::Rule;
+use super::pool::OriginConn;
+use crate::http::{self, BodyDecoder, BodyFraming, MAX_HEADERS};
+use crate::quic::SendStream;
+use crate::runtime::io::{body_chunk, read_more};
+use crate::tunnel::frame::{self, BodyLen, ErrorCode};
+
+type ReadHalf = OwnedReadHalf<OriginConn>;
+
+/// Stream reset code when the origin's response broke off.
+const RESET_ORIGIN: u32 = 2;
+
+pub enum Failure {
+    /// The connection was closed before any response byte arrived.
+    NoResponse,
+    Origin(ErrorCode, String),
+    /// The response broke off after its head went to the edge; the stream was reset.
+    AfterHead,
+}
+
+/// What the origin's final response head says, with its frame already encoded.
+pub struct Head {
+    pub status: u16,
+    pub framing: BodyFraming,
+    pub keep_alive: bool,
+    pub frame: Bytes,
+}
+
+/// Reads heads until the final one, forwarding interim ones (100 Continue, 103 Early Hints)
+/// to the edge as they arrive, all within the rule's response timeout. `buf` keeps what was
+/// read past the final head.
+pub async fn final_head(
+    rd: &mut ReadHalf,
+    buf: &mut BytesMut,
+    send: &mut SendStream,
+    rule: &Rule,
+    is_head: bool,
+) -> Result<Head, Failure> {
+    let timeout = rule.origin.response_timeout;
+    let heads = async {
+        loop {
+            let head = read_head(rd, buf, rule, is_head).await?;
+            if !(100..200).contains(&head.status) || head.status == 101 {
+                return Ok(head);
+            }
+            if send.write(head.frame).await.is_err() {
+                return Err(Failure::AfterHead);
+            }
+        }
+    };
+    match monoio::time::timeout(timeout, heads).await {
+        Ok(head) => head,
+        Err(_) => {
+            let message = format!("origin {} did not answer within {timeout:?}", rule.service);
+            Err(Failure::Origin(ErrorCode::OriginTimeout, message))
+        }
+    }
+}
+
+/// Streams the body that follows `head` into `send` and finishes the stream. Ok(true) when
+/// the origin connection can serve another request.
+pub async fn relay_body(
+    rd: &mut ReadHalf,
+    mut buf: BytesMut,
+    send: &mut SendStream,
+    head: &Head,
+    rule: &Rule,
+) -> Result<bool, Failure> {
+    let mut decoder = BodyDecoder::new(head.framing);
+    loop {
+        match body_chunk(rd, &mut buf, &mut decoder).await {
+            Ok(Some(chunk)) => {
+                if send.write(chunk).await.is_err() {
+                    return Err(Failure::AfterHead);
+                }
+            }
+            Ok(None) => break,
+            Err(err) => {
+                let service = &rule.service;
+                tracing::debug!("response body from origin {service} broke off: {err}");
+                send.reset(RESET_ORIGIN);
+                return Err(Failure::AfterHead);
+            }
+        }
+    }
+    if send.finish().is_err() {
+        return Err(Failure::AfterHead);
+    }
+    Ok(head.keep_alive && head.framing != BodyFraming::UntilClose && buf.is_empty())
+}
+
+/// Reads one response head and encodes its frame.
+async fn read_head(
+    rd: &mut ReadHalf,
+    buf: &mut BytesMut,
+    rule: &Rule,
+    is_head: bool,
+) -> Result<Head, Failure> {
+    let protocol = |why: String| Failure::Origin(ErrorCode::OriginProtocol, why);
+    loop {
+        if !buf.is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            match http::parse_response(buf, &mut headers) {
+                Ok(Some(head)) => {
+                    let method = if is_head { "HEAD" } else { "GET" };
+                    let framing = http::response_framing(method, head.status, head.headers)
+                        .map_err(|err| protocol(format!("origin {}: {err}", rule.service)))?;
+                    let body = match framing {
+                        BodyFraming::None | BodyFraming::Length(0) => BodyLen::Empty,
+                        BodyFraming::Length(n) => BodyLen::Known(n),
+                        BodyFraming::Chunked | BodyFraming::UntilClose => BodyLen::Unknown,
+                    };
+                    // The length travels in the frame; for HEAD and 304 the field describes
+                    // a body that is not there and goes through as it is.
+                    let strip_length = matches!(framing, BodyFraming::Length(_));
+                    let headers = head
+                        .headers
+                        .iter()
+                        .filter(|h| {
+                            let length = h.name.eq_ignore_ascii_case("content-length");
+                            !(strip_length && length
+                                || http::head::is_hop_by_hop(h.name, head.headers))
+                        })
+                        .map(|h| (h.name.as_bytes(), h.value));
+                    let mut frame = BytesMut::with_capacity(256 + head.len);
+                    frame::encode_response(&mut frame, head.status, body, headers)
+                        .map_err(|err| protocol(format!("origin {}: {err}", rule.service)))?;
+                    let keep_alive = http::head::keep_alive(head.version, head.headers);
+                    let status = head.status;
+                    let len = head.len;
+                    let _ = buf.split_to(len);
+                    return Ok(Head {
+                        status,
+                        framing,
+                        keep_alive,
+                        frame: frame.freeze(),
+                    });
+                }
+                Ok(None) => {}
+                Err(err) => return Err(protocol(format!("origin {}: {err}", rule.service))),
+            }
+        }
+        let (result, filled) = read_more(rd, std::mem::take(buf)).await;
+        *buf = filled;
+        match result {
+            Ok(0) | Err(_) if buf.is_empty() => return Err(Failure::NoResponse),
+            Ok(0) => {
+                let service = &rule.service;
+                return Err(protocol(format!("origin {service} closed mid-response")));
+            }
+            Ok(_) => {}
+            Err(err) => return Err(protocol(format!("origin {}: {err}", rule.service))),
+        }
+    }
+}

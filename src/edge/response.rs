@@ -1,0 +1,235 @@
+//! The response half of a proxied request: read the connector's frames, write the head and
+//! stream the body to the client in the framing the client can take.
+
+use std::cell::Cell;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use monoio::io::{AsyncWriteRent, OwnedWriteHalf};
+
+use super::error::ProxyError;
+use crate::http::{self, body, Version};
+use crate::quic::RecvStream;
+use crate::runtime::io::{write_all, write_bytes, write_chunk};
+use crate::tunnel::frame::{self, BodyLen, Frame, ResponseFrame};
+use crate::tunnel::io::{read_frame, STREAM_READ};
+
+/// What the response side needs to know about its request.
+pub struct Exchange<'a> {
+    pub version: Version,
+    pub keep_alive: bool,
+    pub is_head: bool,
+    /// The client asked for a WebSocket: a 101 switches the connection to raw bytes.
+    pub upgrade: bool,
+    /// Set once any response byte went to the client; an error page is impossible after.
+    pub head_sent: &'a Cell<bool>,
+}
+
+pub enum Failure {
+    /// Nothing was written: the client can still get an error page.
+    BeforeHead(ProxyError),
+    /// The response broke off after its head; the connection must close.
+    AfterHead,
+}
+
+pub enum Done {
+    /// The whole response went out; true when the connection can carry another request.
+    Complete(bool),
+    /// The origin accepted the upgrade: raw bytes from here on, starting with these.
+    Switched(Bytes),
+}
+
+/// How the response body is framed for the client.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ClientFraming {
+    None,
+    Length(u64),
+    Chunked,
+    Close,
+}
+
+/// Relays the response: interim heads, then the final head and its body.
+pub async fn download<W: AsyncWriteRent>(
+    wr: &mut OwnedWriteHalf<W>,
+    recv: &mut RecvStream,
+    exchange: &Exchange<'_>,
+) -> Result<Done, Failure> {
+    let mut pending = Bytes::new();
+    loop {
+        let (frame_bytes, rest) = read_frame(recv, pending)
+            .await
+            .map_err(|err| Failure::BeforeHead(ProxyError::Tunnel(err.to_string())))?;
+        let response = match frame::decode(&frame_bytes) {
+            Ok(Some((Frame::Response(response), _))) => response,
+            Ok(Some((Frame::Error(error), _))) if !exchange.head_sent.get() => {
+                return Err(Failure::BeforeHead(ProxyError::Origin {
+                    code: error.code,
+                    message: error.message.to_owned(),
+                }))
+            }
+            Ok(Some(_)) if exchange.head_sent.get() => return Err(Failure::AfterHead),
+            _ => {
+                let err = ProxyError::Tunnel("the connector sent an unexpected frame".into());
+                return Err(Failure::BeforeHead(err));
+            }
+        };
+        let status = response.status;
+
+        if status == 101 && exchange.upgrade {
+            let mut head = BytesMut::with_capacity(256);
+            head.put_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
+            head.put_slice(b"Connection: Upgrade\r\nUpgrade: websocket\r\n");
+            put_fields(&mut head, &response);
+            head.put_slice(b"\r\n");
+            exchange.head_sent.set(true);
+            write_all(wr, head.freeze())
+                .await
+                .map_err(|_| Failure::AfterHead)?;
+            return Ok(Done::Switched(rest));
+        }
+
+        // Interim heads (100 Continue, 103 Early Hints) go to HTTP/1.1 clients as they come;
+        // the final response follows on the same stream.
+        if (100..200).contains(&status) {
+            if exchange.version == Version::Http11 && status != 101 {
+                let mut head = BytesMut::with_capacity(128);
+                head.put_slice(b"HTTP/1.1 ");
+                put_status(&mut head, status);
+                put_fields(&mut head, &response);
+                head.put_slice(b"\r\n");
+                exchange.head_sent.set(true);
+                write_all(wr, head.freeze())
+                    .await
+                    .map_err(|_| Failure::AfterHead)?;
+            }
+            pending = rest;
+            continue;
+        }
+
+        return final_response(wr, recv, exchange, &response, rest).await;
+    }
+}
+
+async fn final_response<W: AsyncWriteRent>(
+    wr: &mut OwnedWriteHalf<W>,
+    recv: &mut RecvStream,
+    exchange: &Exchange<'_>,
+    response: &ResponseFrame<'_>,
+    rest: Bytes,
+) -> Result<Done, Failure> {
+    let status = response.status;
+    let no_body = exchange.is_head || status == 204 || status == 304;
+    let framing = match response.body {
+        _ if no_body => ClientFraming::None,
+        BodyLen::Empty => ClientFraming::Length(0),
+        BodyLen::Known(n) => ClientFraming::Length(n),
+        BodyLen::Unknown if exchange.version == Version::Http11 => ClientFraming::Chunked,
+        BodyLen::Unknown => ClientFraming::Close,
+    };
+    let keep_alive = exchange.keep_alive && framing != ClientFraming::Close;
+
+    let mut head = BytesMut::with_capacity(512);
+    head.put_slice(b"HTTP/1.1 ");
+    put_status(&mut head, status);
+    put_fields(&mut head, response);
+    match framing {
+        ClientFraming::Length(n) => {
+            head.put_slice(b"Content-Length: ");
+            head.put_slice(itoa(n, &mut [0; 20]));
+            head.put_slice(b"\r\n");
+        }
+        ClientFraming::Chunked => head.put_slice(b"Transfer-Encoding: chunked\r\n"),
+        ClientFraming::None | ClientFraming::Close => {}
+    }
+    if !keep_alive {
+        head.put_slice(b"Connection: close\r\n");
+    }
+    head.put_slice(b"\r\n");
+    exchange.head_sent.set(true);
+    write_all(wr, head.freeze())
+        .await
+        .map_err(|_| Failure::AfterHead)?;
+
+    relay_body(wr, recv, rest, framing).await?;
+    Ok(Done::Complete(keep_alive))
+}
+
+fn put_fields(head: &mut BytesMut, response: &ResponseFrame<'_>) {
+    for (name, value) in response.headers.iter() {
+        head.put_slice(name);
+        head.put_slice(b": ");
+        head.put_slice(value);
+        head.put_slice(b"\r\n");
+    }
+}
+
+/// Streams response body bytes to the client as they arrive, framed as decided.
+async fn relay_body<W: AsyncWriteRent>(
+    wr: &mut OwnedWriteHalf<W>,
+    recv: &mut RecvStream,
+    first: Bytes,
+    framing: ClientFraming,
+) -> Result<(), Failure> {
+    let mut sent: u64 = 0;
+    let mut next = Some(first);
+    loop {
+        let chunk = match next.take() {
+            Some(chunk) => chunk,
+            None => match recv.read_chunk(STREAM_READ).await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::debug!("response body from tunnel failed: {err}");
+                    return Err(Failure::AfterHead);
+                }
+            },
+        };
+        if chunk.is_empty() {
+            continue;
+        }
+        sent += chunk.len() as u64;
+        let written = match framing {
+            ClientFraming::None => Ok(()),
+            ClientFraming::Length(n) if sent > n => return Err(Failure::AfterHead),
+            ClientFraming::Length(_) | ClientFraming::Close => write_bytes(wr, chunk).await,
+            ClientFraming::Chunked => write_chunk(wr, chunk).await,
+        };
+        written.map_err(|_| Failure::AfterHead)?;
+    }
+    match framing {
+        ClientFraming::Length(n) if sent != n => Err(Failure::AfterHead),
+        ClientFraming::Chunked => write_all(wr, body::LAST_CHUNK)
+            .await
+            .map_err(|_| Failure::AfterHead),
+        _ => Ok(()),
+    }
+}
+
+fn put_status(out: &mut BytesMut, status: u16) {
+    out.put_slice(itoa(u64::from(status), &mut [0; 20]));
+    out.put_u8(b' ');
+    out.put_slice(http::head::reason(status).as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+/// Formats `n` in decimal into `scratch` without allocating.
+fn itoa(mut n: u64, scratch: &mut [u8; 20]) -> &[u8] {
+    let mut at = scratch.len();
+    loop {
+        at -= 1;
+        scratch[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &scratch[at..];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn itoa_formats_decimal() {
+        assert_eq!(super::itoa(0, &mut [0; 20]), b"0");
+        assert_eq!(super::itoa(1_048_576, &mut [0; 20]), b"1048576");
+        assert_eq!(super::itoa(u64::MAX, &mut [0; 20]), b"18446744073709551615");
+    }
+}
