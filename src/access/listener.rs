@@ -56,9 +56,9 @@ async fn open(target: &Target) -> Result<(TcpStream, Bytes), AccessError> {
     let mut edge =
         TcpStream::connect(target.edge)
             .await
-            .map_err(|source| AccessError::Connect {
+            .map_err(|reason| AccessError::Connect {
                 addr: target.edge.to_string(),
-                source,
+                reason,
             })?;
     let _ = edge.set_nodelay(true);
     let key = handshake::new_key();

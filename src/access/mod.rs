@@ -34,10 +34,10 @@ pub struct Target {
 pub enum AccessError {
     #[error("--edge {0:?}: {1}")]
     EdgeUrl(String, String),
-    #[error("cannot reach the edge at {addr}: {source}")]
+    #[error("cannot reach the edge at {addr}: {reason}")]
     Connect {
         addr: String,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("the edge refused the connection: {status} {reason}{}", text_lines(.text))]
     Refused {
@@ -49,15 +49,23 @@ pub enum AccessError {
     #[error("the edge's answer is not a WebSocket upgrade: {0}")]
     Handshake(String),
     #[error("connection to the edge: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("WebSocket protocol error: {0}")]
-    Protocol(#[from] crate::ws::WsError),
+    Protocol(crate::ws::WsError),
     #[error("the WebSocket from the edge ended inside a frame")]
     Truncated,
     #[error("standard input: {0}")]
     Input(std::io::Error),
     #[error("standard output: {0}")]
     Output(std::io::Error),
+}
+
+// The messages above already say what their inner error says, so none is a `source` (a
+// chain printer would repeat it) and the conversions are written out.
+impl From<std::io::Error> for AccessError {
+    fn from(err: std::io::Error) -> AccessError {
+        AccessError::Io(err)
+    }
 }
 
 fn text_lines(text: &str) -> String {
@@ -103,9 +111,9 @@ impl Target {
         };
         let edge = with_port
             .to_socket_addrs()
-            .map_err(|err| AccessError::Connect {
+            .map_err(|reason| AccessError::Connect {
                 addr: with_port.clone(),
-                source: err,
+                reason,
             })?
             .next()
             .ok_or_else(|| bad("the name has no address"))?;

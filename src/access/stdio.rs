@@ -81,9 +81,9 @@ enum OutputEnd {
 /// Connects and completes the handshake; returns the socket (blocking, no timeouts left)
 /// and the WebSocket bytes that came with the answer.
 fn open(target: &Target) -> Result<(TcpStream, Bytes), AccessError> {
-    let connect_error = |source| AccessError::Connect {
+    let connect_error = |reason| AccessError::Connect {
         addr: target.edge.to_string(),
-        source,
+        reason,
     };
     let mut edge =
         TcpStream::connect_timeout(&target.edge, HANDSHAKE_TIMEOUT).map_err(connect_error)?;

@@ -216,7 +216,8 @@ mod tests {
     #[test]
     fn a_switch_keeps_the_bytes_after_the_head() {
         let head = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\
-                     Upgrade: websocket\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+                     Upgrade: websocket\r\n\
+                     sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
         match answer(&[&head[..20], &head[20..], b"\x82\x01x"]) {
             Step::Switched(rest) => assert_eq!(rest, &b""[..]),
             other => panic!("unexpected {other:?}"),

@@ -43,7 +43,9 @@ fn listen(url: &str, target: Target) -> anyhow::Result<ExitCode> {
     let (tx, signals) = crossbeam_channel::bounded(4);
     super::signals::spawn_waiter(tx)?;
     crossbeam_channel::select! {
-        recv(stopped) -> why => anyhow::bail!(why.unwrap_or_else(|_| "the listener stopped".into())),
+        recv(stopped) -> why => {
+            anyhow::bail!(why.unwrap_or_else(|_| "the listener stopped".into()))
+        }
         recv(signals) -> _ => Ok(ExitCode::SUCCESS),
     }
 }
