@@ -16,6 +16,8 @@
 //! - [`http`]: sans-IO HTTP/1.1 pieces shared by every leg: request and response head
 //!   parsing with explicit limits, body framing (length, chunked, close-delimited), hop-by-hop
 //!   header handling, and the error pages a user sees.
+//! - [`ws`]: WebSocket (RFC 6455) for carrying raw TCP: a sans-IO frame codec and handshake,
+//!   and the bridge that relays between a WebSocket and a byte stream with half-close.
 //! - [`runtime`]: worker threads, one monoio (io_uring) runtime each, the
 //!   `SO_REUSEPORT` sockets each worker owns, and the rustls stream over monoio sockets that
 //!   both the edge's HTTPS listener and the connector's TLS to origins use.
@@ -30,7 +32,9 @@
 //!   request into one tunnel stream.
 //! - [`connector`]: the YAML config and ingress rules, the outbound QUIC connections with
 //!   reconnect and backoff, and the origin proxy with its keep-alive pools and TLS to
-//!   `https://` and `unix+tls:` origins.
+//!   `https://` and `unix+tls:` origins, and the relay of `tcp://` services.
+//! - [`access`]: the access client (`adit access tcp`), which carries local TCP connections
+//!   or stdin/stdout over a WebSocket through the edge to a tunnel's `tcp://` service.
 //! - [`origin`]: the built-in origin (`adit origin`) the tests run against.
 //! - [`cli`]: the `adit` command line; `main.rs` only parses and dispatches.
 //!
@@ -44,8 +48,13 @@
 //!   connections on chosen workers; the kernel's `SO_REUSEPORT` hash spreads them, and a
 //!   request that lands on a worker without a connection of its tunnel has its socket handed
 //!   to one that has ([`edge::worker::WorkerMsg::Handoff`]).
-//! - `access`, `load`, `bench` and `metrics` do not exist yet.
+//! - TCP services travel as WebSocket streams: `adit access tcp` opens a WebSocket to the
+//!   edge's HTTP listener, the edge forwards it like any upgrade, and the WebSocket framing
+//!   runs end to end between the access client and the connector. No stream uses
+//!   [`tunnel::frame::StreamKind::Tcp`], and the edge has no raw TCP listeners.
+//! - `load`, `bench` and `metrics` do not exist yet.
 
+pub mod access;
 pub mod cli;
 pub mod connector;
 pub mod control;
@@ -55,3 +64,4 @@ pub mod origin;
 pub mod quic;
 pub mod runtime;
 pub mod tunnel;
+pub mod ws;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod access;
 mod admin_client;
 mod ingress;
 mod logging;
@@ -40,8 +41,32 @@ pub enum Command {
     Tunnel(TunnelCommand),
     /// Start an edge, a connector and an ephemeral tunnel in one process.
     Quick(QuickArgs),
-    /// Run the built-in origin server (hello, echo, sha256, bytes, stream).
+    /// Run the built-in origin server (hello, echo, sha256, bytes, stream; TCP echo).
     Origin(OriginArgs),
+    /// Reach a tunnel's TCP services (SSH, RDP, databases) through the edge.
+    #[command(subcommand)]
+    Access(AccessCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessCommand {
+    /// Carry TCP to HOSTNAME's tcp:// service over a WebSocket: each connection accepted on
+    /// --url, or standard input and output (as ssh's ProxyCommand).
+    Tcp(AccessTcpArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AccessTcpArgs {
+    /// Public hostname of the TCP service.
+    #[arg(long)]
+    pub hostname: String,
+    /// Local address to listen on, e.g. 127.0.0.1:2222 (default: carry stdin and stdout).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The edge's public HTTP listener, e.g. http://127.0.0.1:8080, when HOSTNAME does not
+    /// resolve to the edge (default: http://HOSTNAME:80).
+    #[arg(long)]
+    pub edge: Option<String>,
 }
 
 /// Edge flags. Those without a value fall back to the `--config` file, then to the defaults
@@ -234,6 +259,10 @@ pub struct OriginArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Also run a raw TCP echo server on this address (echoes until the client half-closes,
+    /// then half-closes too).
+    #[arg(long)]
+    pub tcp_echo: Option<SocketAddr>,
 }
 
 /// Runs one parsed command line.
@@ -244,6 +273,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Edge(args) => roles::edge(args),
         Command::Quick(args) => quick::quick(args),
         Command::Origin(args) => roles::origin(args),
+        Command::Access(AccessCommand::Tcp(args)) => access::tcp(args),
         Command::Tunnel(TunnelCommand::Run(args)) => roles::connector(args),
         Command::Tunnel(TunnelCommand::Ingress(cmd)) => ingress::run(cmd),
         Command::Tunnel(cmd) => tunnel::run(cmd),

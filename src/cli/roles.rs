@@ -143,6 +143,15 @@ pub fn origin(args: OriginArgs) -> anyhow::Result<ExitCode> {
     let origin = crate::origin::spawn(args.listen, workers)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!("adit origin listening on http://{}/", origin.addr);
+    let _echo = match args.tcp_echo {
+        Some(addr) => {
+            let echo = crate::origin::spawn_tcp_echo(addr, workers)
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            println!("adit origin echoing TCP on {}", echo.addr);
+            Some(echo)
+        }
+        None => None,
+    };
     wait_for_signal()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -24,6 +24,10 @@ pub enum Service {
     Status(u16),
     /// `hello_world`: the built-in hello-world origin.
     HelloWorld,
+    /// `tcp://host:port`, `ssh://host[:port]` (default port 22) or `rdp://host[:port]`
+    /// (default 3389): raw bytes relayed to a TCP origin, carried from the client over a
+    /// WebSocket (`adit access tcp`). `host` is as in [`Service::Http`].
+    Tcp { host: String, port: u16 },
 }
 
 /// Per-origin settings (`originRequest`), after defaults and per-rule overrides are merged.
@@ -193,6 +197,9 @@ impl fmt::Display for Service {
             }
             Service::Status(code) => write!(f, "http_status:{code}"),
             Service::HelloWorld => f.write_str("hello_world"),
+            // Whatever scheme the rule was written with, what it carries is plain TCP.
+            Service::Tcp { host, port } if host.contains(':') => write!(f, "tcp://[{host}]:{port}"),
+            Service::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
         }
     }
 }
@@ -223,7 +230,10 @@ pub(super) fn parse_service(text: &str) -> Result<Service, String> {
         match scheme.to_ascii_lowercase().as_str() {
             "http" => return parse_http(text, rest, false),
             "https" => return parse_http(text, rest, true),
-            "tcp" | "ssh" | "rdp" | "smb" => {
+            "tcp" => return parse_tcp(text, rest, None),
+            "ssh" => return parse_tcp(text, rest, Some(22)),
+            "rdp" => return parse_tcp(text, rest, Some(3389)),
+            "smb" => {
                 return Err(format!("service {text:?} is not supported yet"));
             }
             _ => {}
@@ -234,7 +244,8 @@ pub(super) fn parse_service(text: &str) -> Result<Service, String> {
     }
     Err(format!(
         "service {text:?} is not a known service \
-         (use http://, https://, unix:, unix+tls:, http_status:NNN or hello_world)"
+         (use http://, https://, unix:, unix+tls:, tcp://, ssh://, rdp://, http_status:NNN \
+         or hello_world)"
     ))
 }
 
@@ -257,6 +268,31 @@ fn parse_unix(text: &str, path: &str, tls: bool) -> Result<Service, String> {
 
 /// `rest` is what follows `scheme://`.
 fn parse_http(text: &str, rest: &str, tls: bool) -> Result<Service, String> {
+    let (host, port) = parse_authority(text, rest)?;
+    let port = port.unwrap_or(if tls { 443 } else { 80 });
+    Ok(Service::Http {
+        tls,
+        host: host.to_owned(),
+        port,
+    })
+}
+
+/// `rest` is what follows `scheme://`; `default_port` is the scheme's, `None` for `tcp://`,
+/// which has no usual port and so must name one.
+fn parse_tcp(text: &str, rest: &str, default_port: Option<u16>) -> Result<Service, String> {
+    let (host, port) = parse_authority(text, rest)?;
+    let port = port.or(default_port).ok_or_else(|| {
+        format!("service {text:?}: a tcp:// service needs a port, as in tcp://localhost:5432")
+    })?;
+    Ok(Service::Tcp {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+/// The host and port of a service URL, `rest` being what follows `scheme://`; a path
+/// other than `/`, a query, a fragment or user info is refused.
+fn parse_authority<'t>(text: &str, rest: &'t str) -> Result<(&'t str, Option<u16>), String> {
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
 
@@ -275,14 +311,7 @@ fn parse_http(text: &str, rest: &str, tls: bool) -> Result<Service, String> {
         ));
     }
 
-    let (host, port) =
-        split_host_port(authority).map_err(|reason| format!("service {text:?}: {reason}"))?;
-    let port = port.unwrap_or(if tls { 443 } else { 80 });
-    Ok(Service::Http {
-        tls,
-        host: host.to_owned(),
-        port,
-    })
+    split_host_port(authority).map_err(|reason| format!("service {text:?}: {reason}"))
 }
 
 /// Checks an `httpHostHeader` value: `host` or `host:port`, with IPv6 in brackets.

@@ -13,6 +13,7 @@ mod origin;
 mod pool;
 mod response;
 mod serve;
+mod tcp;
 mod tls;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

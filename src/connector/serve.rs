@@ -74,6 +74,9 @@ async fn handle_stream(local: Rc<Local>, mut send: SendStream, mut recv: RecvStr
             let page = hello_page(request.line.authority, request.line.path);
             respond(&mut send, 200, "text/html; charset=utf-8", page).await;
         }
+        Service::Tcp { .. } => {
+            super::tcp::serve(&local, index, rule, &request, first, &mut send, &mut recv).await
+        }
         _ => super::origin::proxy(&local, index, rule, &request, first, &mut send, &mut recv).await,
     }
 }

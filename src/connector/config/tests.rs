@@ -231,8 +231,9 @@ fn rule_value_errors_name_the_rule() {
         "ingress rule 1: service \"http://127.0.0.1:8000/app\": service URL may not have a path"
     );
     assert_eq!(
-        one("{hostname: a.example, service: 'tcp://127.0.0.1:22'}"),
-        "ingress rule 1: service \"tcp://127.0.0.1:22\" is not supported yet"
+        one("{hostname: a.example, service: 'tcp://127.0.0.1'}"),
+        "ingress rule 1: service \"tcp://127.0.0.1\": a tcp:// service needs a port, \
+             as in tcp://localhost:5432"
     );
     assert_eq!(
         one("{hostname: a.example, service: 'http_status:600'}"),

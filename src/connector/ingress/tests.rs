@@ -108,7 +108,8 @@ fn single_is_one_catch_all_rule_with_defaults() {
         IngressError {
             rule: 1,
             message: "service \"ftp://x\" is not a known service (use http://, https://, \
-                          unix:, unix+tls:, http_status:NNN or hello_world)"
+                          unix:, unix+tls:, tcp://, ssh://, rdp://, http_status:NNN \
+                          or hello_world)"
                 .to_owned(),
         }
     );
@@ -175,6 +176,26 @@ fn services_parse() {
 }
 
 #[test]
+fn tcp_services_parse_with_their_default_ports() {
+    let tcp = |host: &str, port| Service::Tcp {
+        host: host.to_owned(),
+        port,
+    };
+    assert_eq!(
+        parse_service("tcp://127.0.0.1:5432"),
+        Ok(tcp("127.0.0.1", 5432))
+    );
+    assert_eq!(parse_service("TCP://db_1:6379/"), Ok(tcp("db_1", 6379)));
+    assert_eq!(parse_service("ssh://localhost"), Ok(tcp("localhost", 22)));
+    assert_eq!(parse_service("ssh://[::1]:2222"), Ok(tcp("::1", 2222)));
+    assert_eq!(parse_service("rdp://desktop"), Ok(tcp("desktop", 3389)));
+    assert_eq!(
+        parse_service("rdp://desktop:3390"),
+        Ok(tcp("desktop", 3390))
+    );
+}
+
+#[test]
 fn services_refused_with_reasons() {
     let error = |text: &str| parse_service(text).unwrap_err();
     assert_eq!(
@@ -190,16 +211,20 @@ fn services_refused_with_reasons() {
         "service \"http://u@a\": service URL may not have user info"
     );
     assert_eq!(
-        error("tcp://localhost:22"),
-        "service \"tcp://localhost:22\" is not supported yet"
+        error("tcp://localhost"),
+        "service \"tcp://localhost\": a tcp:// service needs a port, as in tcp://localhost:5432"
     );
     assert_eq!(
-        error("ssh://localhost:22"),
-        "service \"ssh://localhost:22\" is not supported yet"
+        error("tcp://db:5432/x"),
+        "service \"tcp://db:5432/x\": service URL may not have a path"
     );
     assert_eq!(
-        error("rdp://localhost"),
-        "service \"rdp://localhost\" is not supported yet"
+        error("ssh://localhost:0"),
+        "service \"ssh://localhost:0\": \"0\" is not a port number (1 to 65535)"
+    );
+    assert_eq!(
+        error("smb://fileserver"),
+        "service \"smb://fileserver\" is not supported yet"
     );
     assert_eq!(
         error("socks-proxy"),
@@ -208,7 +233,8 @@ fn services_refused_with_reasons() {
     assert_eq!(
         error("localhost:8000"),
         "service \"localhost:8000\" is not a known service \
-             (use http://, https://, unix:, unix+tls:, http_status:NNN or hello_world)"
+             (use http://, https://, unix:, unix+tls:, tcp://, ssh://, rdp://, http_status:NNN \
+             or hello_world)"
     );
     assert_eq!(
         error("http_status:99"),
@@ -267,6 +293,8 @@ fn service_display_round_trips() {
         "unix+tls:/run/app.sock",
         "http_status:404",
         "hello_world",
+        "tcp://127.0.0.1:5432",
+        "tcp://[::1]:22",
     ] {
         let service = parse_service(text).unwrap();
         assert_eq!(service.to_string(), text);
@@ -279,6 +307,11 @@ fn service_display_round_trips() {
     assert_eq!(
         parse_service("https://a:80").unwrap().to_string(),
         "https://a:80"
+    );
+    assert_eq!(parse_service("ssh://a").unwrap().to_string(), "tcp://a:22");
+    assert_eq!(
+        parse_service("rdp://[::1]").unwrap().to_string(),
+        "tcp://[::1]:3389"
     );
 }
 
