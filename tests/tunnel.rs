@@ -427,3 +427,51 @@ fn an_unreadable_ca_pool_stops_the_connector_at_start() {
     );
     assert!(log.contains(&expected), "{log}");
 }
+
+#[test]
+fn a_second_edge_on_the_same_ports_or_data_directory_is_refused() {
+    let dir = TempDir::new("second-edge");
+    let edge = Edge::start(dir.path());
+    let other = dir.path().join("other-data");
+    let run = |args: &[&str]| std::process::Command::new(BIN).args(args).output().unwrap();
+
+    let same_ports = run(&[
+        "edge",
+        "--data-dir",
+        other.to_str().unwrap(),
+        "--listen-http",
+        &edge.http.to_string(),
+        "--listen-tunnel",
+        &free_udp_addr().to_string(),
+        "--listen-admin",
+        &free_tcp_addr().to_string(),
+    ]);
+    assert_eq!(same_ports.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&same_ports.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{} is already in use by another process",
+            edge.http
+        )),
+        "{stderr}"
+    );
+
+    let data = dir.path().join("edge-data");
+    let same_dir = run(&[
+        "edge",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen-http",
+        &free_tcp_addr().to_string(),
+        "--listen-tunnel",
+        &free_udp_addr().to_string(),
+        "--listen-admin",
+        &free_tcp_addr().to_string(),
+    ]);
+    assert_eq!(same_dir.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&same_dir.stderr);
+    assert!(
+        stderr.contains("another edge is already using the data directory"),
+        "{stderr}"
+    );
+}

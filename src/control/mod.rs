@@ -119,6 +119,8 @@ struct Inner {
     admin_addr: SocketAddr,
     token: String,
     reset_key: Vec<u8>,
+    /// Held for the life of the control plane: one edge per data directory.
+    _lock: std::fs::File,
     tunnel_addr: SocketAddr,
     stop: Arc<AtomicBool>,
     stop_registration: crossbeam_channel::Sender<()>,
@@ -136,6 +138,7 @@ pub fn start(config: ControlConfig) -> Result<ControlHandle, ControlError> {
     }
     let dir = &config.data_dir;
     pki::data_dir(dir)?;
+    let lock = lock_data_dir(dir)?;
 
     let db_path = dir.join("adit.db");
     let database =
@@ -193,12 +196,39 @@ pub fn start(config: ControlConfig) -> Result<ControlHandle, ControlError> {
             admin_addr,
             token,
             reset_key,
+            _lock: lock,
             tunnel_addr: config.tunnel_addr,
             stop,
             stop_registration,
             threads: Mutex::new(vec![admin_thread, registration_thread]),
         }),
     })
+}
+
+/// Takes an exclusive lock on `DIR/edge.lock`, so a second edge on the same data directory
+/// is refused instead of rewriting the first one's connection records.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, ControlError> {
+    use std::os::fd::AsRawFd;
+
+    let path = dir.join("edge.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| ControlError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
+    // SAFETY: flock on a descriptor this function owns; it only changes lock state.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(ControlError::Refused(format!(
+            "another edge is already using the data directory {}",
+            dir.display()
+        )));
+    }
+    Ok(file)
 }
 
 /// Handles the workers' messages one at a time, until stopped.

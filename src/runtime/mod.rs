@@ -61,11 +61,33 @@ where
 
 fn reuseport_socket(addr: SocketAddr, ty: Type, protocol: Protocol) -> std::io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), ty, Some(protocol))?;
-    socket.set_reuse_address(true)?;
+    // For TCP, SO_REUSEADDR lets a restarted process bind past its predecessor's TIME_WAIT
+    // sockets; UDP has no such state and must not share a port by it.
+    socket.set_reuse_address(ty == Type::STREAM)?;
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(socket)
+}
+
+/// Fails when another socket already holds `addr`. `SO_REUSEPORT` would otherwise let a
+/// second process of the same user share the port silently and take half its traffic;
+/// this probe binds without it, so any listener (or UDP socket) there makes it fail.
+fn ensure_free(addr: SocketAddr, ty: Type, protocol: Protocol) -> std::io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = Socket::new(Domain::for_address(addr), ty, Some(protocol))?;
+    probe.set_reuse_address(ty == Type::STREAM)?;
+    probe.bind(&addr.into()).map_err(|err| {
+        if err.kind() == std::io::ErrorKind::AddrInUse {
+            let message = format!("{addr} is already in use by another process");
+            std::io::Error::new(err.kind(), message)
+        } else {
+            err
+        }
+    })?;
+    Ok(())
 }
 
 /// Binds `count` TCP listeners on one address with `SO_REUSEPORT`.
@@ -73,6 +95,7 @@ pub fn bind_tcp_group(
     addr: SocketAddr,
     count: usize,
 ) -> std::io::Result<Vec<std::net::TcpListener>> {
+    ensure_free(addr, Type::STREAM, Protocol::TCP)?;
     let mut addr = addr;
     let mut listeners = Vec::with_capacity(count);
     for _ in 0..count.max(1) {
@@ -87,6 +110,7 @@ pub fn bind_tcp_group(
 
 /// Binds `count` UDP sockets on one address with `SO_REUSEPORT`.
 pub fn bind_udp_group(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::UdpSocket>> {
+    ensure_free(addr, Type::DGRAM, Protocol::UDP)?;
     let mut addr = addr;
     let mut sockets = Vec::with_capacity(count);
     for _ in 0..count.max(1) {
@@ -112,5 +136,26 @@ mod tests {
         let udp = bind_udp_group("127.0.0.1:0".parse().unwrap(), 2).unwrap();
         let port = udp[0].local_addr().unwrap().port();
         assert!(udp.iter().all(|s| s.local_addr().unwrap().port() == port));
+    }
+
+    #[test]
+    fn a_port_held_by_another_group_is_refused() {
+        let tcp = bind_tcp_group("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let taken = tcp[0].local_addr().unwrap();
+        let err = bind_tcp_group(taken, 2).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        assert_eq!(
+            err.to_string(),
+            format!("{taken} is already in use by another process")
+        );
+
+        let udp = bind_udp_group("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let taken = udp[0].local_addr().unwrap();
+        let err = bind_udp_group(taken, 1).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+
+        // Once the holder is gone, the address is free again.
+        drop(udp);
+        assert_eq!(bind_udp_group(taken, 1).unwrap().len(), 1);
     }
 }
