@@ -593,3 +593,38 @@ fn slow_headers_get_408_and_idle_connections_are_closed() {
         started.elapsed()
     );
 }
+
+#[test]
+fn responses_with_conflicting_framing_are_cleaned_up() {
+    let (origin, script) = scripted(|listener| {
+        let mut conn = accept(&listener);
+        let _ = read_head(&mut conn);
+        conn.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n\
+              3\r\nabc\r\n0\r\n\r\n",
+        )
+        .unwrap();
+        let _ = read_head(&mut conn);
+        conn.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n")
+            .unwrap();
+    });
+    let s = setup("cl-te-response", origin);
+    let mut client = client(&s.edge);
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: web.test\r\n\r\n")
+        .unwrap();
+    let (head, rest) = read_head(&mut client);
+    assert_eq!(
+        head,
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    assert_eq!(
+        read_exact_after(&mut client, rest, 13),
+        b"3\r\nabc\r\n0\r\n\r\n"
+    );
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: web.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_head(&mut client).0, "HTTP/1.1 204 No Content\r\n\r\n");
+    script.join().unwrap();
+}

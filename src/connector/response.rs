@@ -116,9 +116,12 @@ async fn read_head(
                         BodyFraming::Length(n) => BodyLen::Known(n),
                         BodyFraming::Chunked | BodyFraming::UntilClose => BodyLen::Unknown,
                     };
-                    // The length travels in the frame; for HEAD and 304 the field describes
-                    // a body that is not there and goes through as it is.
-                    let strip_length = matches!(framing, BodyFraming::Length(_));
+                    // The length travels in the frame. Only for HEAD and 304 does the field
+                    // describe a body that is not sent, and go through as it is; next to a
+                    // Transfer-Encoding, on a 1xx or 204, it is wrong and is dropped.
+                    let keep_length =
+                        framing == BodyFraming::None && (is_head || head.status == 304);
+                    let strip_length = !keep_length;
                     let headers = head
                         .headers
                         .iter()

@@ -12,6 +12,8 @@ pub enum ProxyError {
     Client(HeadError),
     /// The request head did not arrive within the header timeout.
     HeaderTimeout,
+    /// The request body stopped arriving for the idle timeout.
+    BodyTimeout,
     /// The request body's framing was malformed (a bad chunk size, say).
     BadBody(String),
     /// HTTP/1.1 requires a Host; there was none.
@@ -34,6 +36,11 @@ pub fn page(err: &ProxyError) -> (u16, &'static str, String) {
             408,
             "Request timeout",
             "The request head did not arrive in time.".into(),
+        ),
+        ProxyError::BodyTimeout => (
+            408,
+            "Request timeout",
+            "The request body stopped arriving.".into(),
         ),
         ProxyError::BadBody(why) => (
             400,

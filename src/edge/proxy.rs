@@ -53,6 +53,9 @@ impl Default for ClientLimits {
 /// How many tunnel connections a request tries before giving up on opening a stream.
 const OPEN_ATTEMPTS: usize = 3;
 
+/// How long opening a stream may wait for the connector's stream limit.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
 type ReadHalf<S> = OwnedReadHalf<S>;
 type WriteHalf<S> = OwnedWriteHalf<S>;
 
@@ -332,6 +335,7 @@ async fn proxy_one<S: ClientStream>(
         is_head: request.is_head,
         upgrade: request.upgrade,
         head_sent: &head_sent,
+        write_timeout: worker.limits.idle_timeout,
     };
 
     if request.upgrade {
@@ -354,15 +358,17 @@ async fn proxy_one<S: ClientStream>(
     if !has_body {
         let _ = send.finish();
     }
+    let idle = worker.limits.idle_timeout;
     let upload = async {
         if !has_body {
             return Upload::Done;
         }
-        upload_body(rd, buf, request.framing, &mut send).await
+        upload_body(rd, buf, request.framing, &mut send, idle).await
     };
     let download = response::download(wr, &mut recv, &exchange);
     match race(upload, download, &head_sent).await {
         Err(Upload::BadBody(why)) => Outcome::Failed(ProxyError::BadBody(why)),
+        Err(Upload::Stalled) => Outcome::Failed(ProxyError::BodyTimeout),
         Err(_) => Outcome::Close,
         Ok((_, Err(Failure::BeforeHead(err)))) => Outcome::Failed(err),
         Ok((_, Err(Failure::AfterHead))) => Outcome::Close,
@@ -401,7 +407,7 @@ where
     std::future::poll_fn(|cx| {
         if uploaded.is_none() {
             if let Poll::Ready(up) = upload.as_mut().poll(cx) {
-                if matches!(up, Upload::BadBody(_)) && !head_sent.get() {
+                if matches!(up, Upload::BadBody(_) | Upload::Stalled) && !head_sent.get() {
                     return Poll::Ready(Err(up));
                 }
                 uploaded = Some(up);
@@ -422,17 +428,20 @@ async fn open_stream(
     let mut conn = request.conn.clone();
     let mut attempt = 1;
     loop {
-        match conn.conn.open_bi().await {
-            Ok(stream) => return Ok(stream),
-            Err(err) => {
-                tracing::debug!(connection = %conn.id, "cannot open stream: {err}");
-                match worker.pick(request.tunnel, Some(conn.id)) {
-                    Some(other) if attempt < OPEN_ATTEMPTS => conn = other,
-                    _ => return Err(ProxyError::Tunnel(err.to_string())),
-                }
-                attempt += 1;
-            }
+        // Opening waits while the connector's stream limit is reached; past the bound, try
+        // another connection rather than queueing forever.
+        let opened = monoio::time::timeout(OPEN_TIMEOUT, conn.conn.open_bi()).await;
+        let err = match opened {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(err)) => err.to_string(),
+            Err(_) => format!("no stream became free within {OPEN_TIMEOUT:?}"),
+        };
+        tracing::debug!(connection = %conn.id, "cannot open stream: {err}");
+        match worker.pick(request.tunnel, Some(conn.id)) {
+            Some(other) if attempt < OPEN_ATTEMPTS => conn = other,
+            _ => return Err(ProxyError::Tunnel(err)),
         }
+        attempt += 1;
     }
 }
 
@@ -443,6 +452,8 @@ enum Upload {
     Failed,
     /// The client's body framing was malformed.
     BadBody(String),
+    /// The client sent no body bytes for the idle timeout.
+    Stalled,
 }
 
 /// Stream reset code for a request body the client framed badly.
@@ -454,10 +465,17 @@ async fn upload_body<S: ClientStream>(
     buf: &mut BytesMut,
     framing: BodyFraming,
     send: &mut SendStream,
+    idle: Duration,
 ) -> Upload {
     let mut decoder = BodyDecoder::new(framing);
     loop {
-        match body_chunk(rd, buf, &mut decoder).await {
+        let next = monoio::time::timeout(idle, body_chunk(rd, buf, &mut decoder)).await;
+        let Ok(next) = next else {
+            tracing::debug!("request body stalled for {idle:?}");
+            send.reset(RESET_BAD_BODY);
+            return Upload::Stalled;
+        };
+        match next {
             Ok(Some(chunk)) => {
                 if send.write(chunk).await.is_err() {
                     return Upload::Failed;

@@ -22,6 +22,9 @@ pub struct Exchange<'a> {
     pub upgrade: bool,
     /// Set once any response byte went to the client; an error page is impossible after.
     pub head_sent: &'a Cell<bool>,
+    /// A client that accepts no bytes for this long is dropped: its stream would otherwise
+    /// pin a stream window of the tunnel connection indefinitely.
+    pub write_timeout: std::time::Duration,
 }
 
 pub enum Failure {
@@ -37,6 +40,9 @@ pub enum Done {
     /// The origin accepted the upgrade: raw bytes from here on, starting with these.
     Switched(Bytes),
 }
+
+/// Stream stop code when the client stopped accepting the response.
+const RESET_CLIENT_STALLED: u32 = 4;
 
 /// How the response body is framed for the client.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -151,7 +157,7 @@ async fn final_response<W: AsyncWriteRent>(
         .await
         .map_err(|_| Failure::AfterHead)?;
 
-    relay_body(wr, recv, rest, framing).await?;
+    relay_body(wr, recv, rest, framing, exchange.write_timeout).await?;
     Ok(Done::Complete(keep_alive))
 }
 
@@ -170,6 +176,7 @@ async fn relay_body<W: AsyncWriteRent>(
     recv: &mut RecvStream,
     first: Bytes,
     framing: ClientFraming,
+    write_timeout: std::time::Duration,
 ) -> Result<(), Failure> {
     let mut sent: u64 = 0;
     let mut next = Some(first);
@@ -189,13 +196,25 @@ async fn relay_body<W: AsyncWriteRent>(
             continue;
         }
         sent += chunk.len() as u64;
-        let written = match framing {
-            ClientFraming::None => Ok(()),
-            ClientFraming::Length(n) if sent > n => return Err(Failure::AfterHead),
-            ClientFraming::Length(_) | ClientFraming::Close => write_bytes(wr, chunk).await,
-            ClientFraming::Chunked => write_chunk(wr, chunk).await,
+        let write = async {
+            match framing {
+                ClientFraming::None => Ok(()),
+                ClientFraming::Length(_) | ClientFraming::Close => write_bytes(wr, chunk).await,
+                ClientFraming::Chunked => write_chunk(wr, chunk).await,
+            }
         };
-        written.map_err(|_| Failure::AfterHead)?;
+        if matches!(framing, ClientFraming::Length(n) if sent > n) {
+            return Err(Failure::AfterHead);
+        }
+        match monoio::time::timeout(write_timeout, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(Failure::AfterHead),
+            Err(_) => {
+                tracing::debug!("client accepted nothing for {write_timeout:?}; dropping it");
+                recv.stop(RESET_CLIENT_STALLED);
+                return Err(Failure::AfterHead);
+            }
+        }
     }
     match framing {
         ClientFraming::Length(n) if sent != n => Err(Failure::AfterHead),

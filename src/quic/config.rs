@@ -1,11 +1,21 @@
 //! QUIC and TLS settings for the tunnel's connections.
 //!
 //! Edge and connector share one [`transport_config`]. Its flow-control windows are the main
-//! trade-off: a single stream can carry at most one stream window per round trip, so the
-//! windows must cover the bandwidth-delay product of the WAN path (8 MiB per stream is about
-//! 1.3 Gbit/s at 50 ms), while the memory a connection may pin is bounded by the connection
-//! window (32 MiB received but unread, 32 MiB queued for sending), not by window × streams:
-//! the connection window caps the sum of all its streams.
+//! trade-off:
+//!
+//! - A single stream carries at most one stream window per round trip, so the stream window
+//!   must cover the bandwidth-delay product of the WAN path: 4 MiB is about 670 Mbit/s at
+//!   50 ms.
+//! - The connection window bounds what a connection may pin in memory (received but not yet
+//!   read: 128 MiB; queued for sending: 64 MiB). It also decides how many stalled streams
+//!   a connection survives: a public client that stops reading leaves up to one stream
+//!   window unread, and once unread data fills the connection window every stream of that
+//!   connection waits. 128 MiB / 4 MiB lets 32 stalled clients sit on one connection before
+//!   that happens; the edge drops a client that accepts nothing for its idle timeout, which
+//!   bounds how long they can sit.
+//!
+//! Keep-alives every 2 s with a 10 s idle timeout notice a dead peer (a connector or edge
+//! that crashed without closing) within 10 s.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,22 +26,22 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
 /// Bytes the peer may send on one stream ahead of what we have read.
-const STREAM_RECEIVE_WINDOW: u32 = 8 << 20;
+const STREAM_RECEIVE_WINDOW: u32 = 4 << 20;
 
 /// Bytes the peer may send on all streams of a connection ahead of what we have read.
-const CONNECTION_RECEIVE_WINDOW: u32 = 32 << 20;
+const CONNECTION_RECEIVE_WINDOW: u32 = 128 << 20;
 
 /// Bytes we queue for sending on one connection before writes wait.
-const SEND_WINDOW: u64 = 32 << 20;
+const SEND_WINDOW: u64 = 64 << 20;
 
 /// Bidirectional streams the peer may have open at once: one per in-flight request.
-const MAX_CONCURRENT_BIDI_STREAMS: u32 = 1024;
+const MAX_CONCURRENT_BIDI_STREAMS: u32 = 4096;
 
 /// Keep-alives keep NAT bindings on the connector's side open and detect dead paths early.
-const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// A connection with no traffic (keep-alives included) for this long is dead.
-const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The smallest MTU every IPv6 path carries; discovery climbs from there.
 const INITIAL_MTU: u16 = 1200;
@@ -97,7 +107,7 @@ pub fn client_config(ca_pem: &str) -> Result<quinn_proto::ClientConfig, rustls::
 
 /// An idle timeout from a duration; the constants used here are far below the varint bound.
 pub(super) fn idle_timeout(duration: Duration) -> IdleTimeout {
-    IdleTimeout::try_from(duration).unwrap_or(IdleTimeout::from(VarInt::from_u32(30_000)))
+    IdleTimeout::try_from(duration).unwrap_or(IdleTimeout::from(VarInt::from_u32(10_000)))
 }
 
 fn general(error: impl std::fmt::Display) -> rustls::Error {
@@ -124,10 +134,10 @@ mod tests {
     }
 
     #[test]
-    fn idle_timeout_of_thirty_seconds() {
+    fn idle_timeout_of_ten_seconds() {
         assert_eq!(
             idle_timeout(MAX_IDLE_TIMEOUT),
-            IdleTimeout::from(VarInt::from_u32(30_000))
+            IdleTimeout::from(VarInt::from_u32(10_000))
         );
     }
 }
