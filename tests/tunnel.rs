@@ -475,3 +475,27 @@ fn a_second_edge_on_the_same_ports_or_data_directory_is_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_forced_delete_closes_the_tunnel_and_its_connector_stops() {
+    let mut s = setup("forced-delete", "  - service: hello_world\n");
+    let refused = s.edge.cli(&["tunnel", "delete", "web"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("live connection"), "{stderr}");
+
+    let forced = s.edge.cli(&["tunnel", "delete", "web", "--force"]);
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    let status = s
+        .connector
+        .wait_exit(Duration::from_secs(20))
+        .expect("connector stops");
+    assert_eq!(status.code(), Some(1));
+    let log = s.connector.log_text();
+    assert!(log.contains("does not exist"), "{log}");
+    assert_eq!(get(s.edge.http, "web.test", "/").status, 404);
+}

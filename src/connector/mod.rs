@@ -97,7 +97,10 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
     let ingress = Arc::new(config.ingress);
     let (fatal_tx, fatal) = crossbeam_channel::unbounded();
 
+    // An edge on loopback is reached from loopback; otherwise the kernel picks the route.
     let local_ip = match edge.ip() {
+        IpAddr::V4(ip) if ip.is_loopback() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_loopback() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     };

@@ -83,6 +83,8 @@ pub struct State {
     tunnels: HashSet<Uuid>,
     routes: HashMap<String, Uuid>,
     live: HashMap<Uuid, Live>,
+    /// Tunnels deleted while this edge ran, so workers close their connections.
+    deleted: HashSet<Uuid>,
     subscribers: Vec<Subscriber>,
     current: Arc<Snapshot>,
 }
@@ -117,6 +119,7 @@ impl State {
             live: HashMap::new(),
             subscribers: Vec::new(),
             current: Arc::new(Snapshot::default()),
+            deleted: HashSet::new(),
         };
         state.current = Arc::new(state.build_snapshot());
         Ok(state)
@@ -166,11 +169,17 @@ impl State {
             .map_err(unavailable)?
             .ok_or_else(|| {
                 let message = format!("tunnel {} does not exist", request.tunnel_id);
+                tracing::warn!(remote = %request.remote_addr, "registration refused: {message}");
                 refuse(RefuseCode::UnknownTunnel, message)
             })?;
         let hash = pki::secret_hash(&request.secret);
         if !pki::constant_time_eq(&hash, &tunnel.secret_hash) {
             let message = "tunnel secret does not match".to_owned();
+            tracing::warn!(
+                tunnel = %tunnel.name,
+                remote = %request.remote_addr,
+                "registration refused: {message}"
+            );
             return Err(refuse(RefuseCode::BadSecret, message));
         }
 
@@ -320,6 +329,7 @@ impl State {
         tracing::info!(tunnel = %tunnel.name, tunnel_id = %tunnel.id, "tunnel deleted");
 
         self.tunnels.remove(&tunnel.id);
+        self.deleted.insert(tunnel.id);
         self.routes.retain(|_, id| *id != tunnel.id);
         self.live
             .retain(|_, live| live.record.tunnel_id != tunnel.id);
@@ -405,6 +415,9 @@ impl State {
         let mut snapshot = Snapshot::default();
         for &tunnel in &self.tunnels {
             snapshot.insert_tunnel(tunnel);
+        }
+        for &tunnel in &self.deleted {
+            snapshot.mark_deleted(tunnel);
         }
         for (hostname, &tunnel) in &self.routes {
             snapshot.insert_route(hostname, tunnel);

@@ -21,6 +21,9 @@ pub struct Snapshot {
     tunnels: HashSet<Uuid>,
     /// Per tunnel, bit `i` set when worker `i` owns a registered, not draining connection.
     workers: HashMap<Uuid, u64>,
+    /// Tunnels deleted since the edge started. Ids are never reused, so even an old
+    /// snapshot never lists a tunnel here that still exists.
+    deleted: HashSet<Uuid>,
 }
 
 impl Snapshot {
@@ -81,6 +84,15 @@ impl Snapshot {
             Some(suffix) => self.wildcard.insert(suffix.to_owned(), tunnel),
             None => self.exact.insert(hostname.to_owned(), tunnel),
         };
+    }
+
+    /// Whether `tunnel` was deleted: its connections must close.
+    pub fn is_deleted(&self, tunnel: Uuid) -> bool {
+        self.deleted.contains(&tunnel)
+    }
+
+    pub fn mark_deleted(&mut self, tunnel: Uuid) {
+        self.deleted.insert(tunnel);
     }
 
     pub fn insert_tunnel(&mut self, tunnel: Uuid) {

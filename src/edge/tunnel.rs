@@ -20,6 +20,7 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CLOSE_REFUSED: u32 = 1;
 pub const CLOSE_PROTOCOL: u32 = 2;
 pub const CLOSE_SHUTDOWN: u32 = 3;
+pub const CLOSE_DELETED: u32 = 4;
 
 /// Accepts connections on this worker's endpoint for as long as it runs.
 pub async fn accept_loop(worker: Rc<Worker>, endpoint: Endpoint) {

@@ -71,7 +71,27 @@ impl Worker {
         self.snapshot.borrow()
     }
 
+    /// Takes a new snapshot, closing the connections of tunnels it says were deleted.
     pub fn set_snapshot(&self, snapshot: Arc<Snapshot>) {
+        let deleted: Vec<Uuid> = self
+            .tunnels
+            .borrow()
+            .keys()
+            .copied()
+            .filter(|tunnel| snapshot.is_deleted(*tunnel))
+            .collect();
+        for tunnel in deleted {
+            let conns = self
+                .tunnels
+                .borrow_mut()
+                .remove(&tunnel)
+                .unwrap_or_default();
+            for conn in conns {
+                tracing::info!(%tunnel, connection = %conn.id, "closing a deleted tunnel's connection");
+                conn.conn
+                    .close(super::tunnel::CLOSE_DELETED, b"tunnel deleted");
+            }
+        }
         *self.snapshot.borrow_mut() = snapshot;
     }
 
