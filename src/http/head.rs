@@ -162,21 +162,128 @@ fn version_of(minor: u8) -> Result<Version, HeadError> {
     }
 }
 
-/// The framing of a request body; refuses everything RFC 9112 §6.3 says a server must
-/// (both Content-Length and Transfer-Encoding, differing lengths, a coding other than a
-/// final `chunked`, an invalid length).
+/// Longest Host (or absolute-form authority) accepted, in bytes: a 253-byte DNS name with a
+/// port fits.
+pub const MAX_AUTHORITY_LEN: usize = 255;
+
+/// Checks a request's Host value (or the authority of an absolute-form target): a host and an
+/// optional `:port` of one to five digits up to 65535 (RFC 3986 §3.2.2, §3.2.3).
+///
+/// The host is an IPv6 address in brackets, or a registered name or IPv4 address: letters,
+/// digits, `-`, `.`, `_`, `~` and the sub-delimiters `!$&'()*+,;=`. Percent-encoding is
+/// refused although RFC 3986 allows it in a name: a host that decodes to something else is a
+/// way to route by one name and be served by another. Empty hosts, `[IPvFuture]`, empty ports
+/// and anything longer than [`MAX_AUTHORITY_LEN`] bytes are refused too.
+pub fn validate_authority(authority: &str) -> Result<(), HeadError> {
+    const INVALID: HeadError = HeadError::Malformed("invalid Host");
+    if authority.is_empty() || authority.len() > MAX_AUTHORITY_LEN {
+        return Err(INVALID);
+    }
+
+    let port = match authority.strip_prefix('[') {
+        Some(rest) => {
+            let (inside, after) = rest.split_once(']').ok_or(INVALID)?;
+            inside.parse::<std::net::Ipv6Addr>().map_err(|_| INVALID)?;
+            match after {
+                "" => None,
+                after => Some(after.strip_prefix(':').ok_or(INVALID)?),
+            }
+        }
+        None => {
+            // A name holds no ':', so the first one starts the port.
+            let (host, port) = match authority.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            };
+            if host.is_empty() || !host.bytes().all(is_name_byte) {
+                return Err(INVALID);
+            }
+            port
+        }
+    };
+
+    match port {
+        Some(port) if !is_port(port) => Err(INVALID),
+        _ => Ok(()),
+    }
+}
+
+/// A byte of an RFC 3986 reg-name other than `%`: unreserved or a sub-delimiter.
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)
+}
+
+/// One to five digits, at most 65535.
+fn is_port(text: &str) -> bool {
+    (1..=5).contains(&text.len())
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && text.parse::<u16>().is_ok()
+}
+
+/// The value of the request's one Host field, without surrounding whitespace; `None` when
+/// there is none. Two or more Host fields are refused (RFC 9112 §3.2): which one a hop
+/// believes decides where the request goes. The value is not checked; see
+/// [`validate_authority`].
+pub fn single_host<'b>(headers: &[httparse::Header<'b>]) -> Result<Option<&'b str>, HeadError> {
+    let mut hosts = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("host"));
+    let Some(field) = hosts.next() else {
+        return Ok(None);
+    };
+    if hosts.next().is_some() {
+        return Err(HeadError::Malformed("more than one Host"));
+    }
+    std::str::from_utf8(trim_ows(field.value))
+        .map(Some)
+        .map_err(|_| HeadError::Malformed("invalid Host"))
+}
+
+/// Whether a request target is in origin form (`/path?query`, RFC 9112 §3.2.1). The parser
+/// already refused whitespace and control characters in a target; they are checked again so
+/// that the answer holds for any string.
+pub fn is_origin_form(target: &str) -> bool {
+    target.starts_with('/') && !target.bytes().any(|b| b.is_ascii_control() || b == b' ')
+}
+
+/// Whether a request target is in asterisk form (`*`, for a server-wide `OPTIONS`).
+pub fn is_asterisk_form(target: &str) -> bool {
+    target == "*"
+}
+
+/// The framing of an HTTP/1.1 request body; see [`request_framing_for`].
 pub fn request_framing(headers: &[httparse::Header<'_>]) -> Result<BodyFraming, HeadError> {
+    request_framing_for(Version::Http11, headers)
+}
+
+/// The framing of a request body; refuses everything RFC 9112 §6.3 says a server must (both
+/// Content-Length and Transfer-Encoding, differing lengths, an invalid length) and more:
+/// the only Transfer-Encoding accepted is a single `chunked`, and none at all on an HTTP/1.0
+/// request (RFC 9112 §6.1 calls such framing faulty).
+///
+/// A coding list like `gzip, chunked` is valid HTTP, but no client needs it and every hop
+/// that reads it differently from us is a way to smuggle a request, so it gets 400.
+pub fn request_framing_for(
+    version: Version,
+    headers: &[httparse::Header<'_>],
+) -> Result<BodyFraming, HeadError> {
     let has_length = headers
         .iter()
         .any(|h| h.name.eq_ignore_ascii_case("content-length"));
-    match transfer_coding(headers)? {
+    let coding = transfer_coding(headers)?;
+    if coding.is_some() && version == Version::Http10 {
+        return Err(HeadError::Framing(
+            "transfer-encoding in an http/1.0 request",
+        ));
+    }
+    match coding {
         Some(_) if has_length => Err(HeadError::Framing(
             "both transfer-encoding and content-length",
         )),
-        Some(true) => Ok(BodyFraming::Chunked),
-        Some(false) => Err(HeadError::Framing(
-            "transfer coding other than a final chunked",
-        )),
+        Some(Coding::Chunked) => Ok(BodyFraming::Chunked),
+        Some(Coding::FinalChunked | Coding::Other) => {
+            Err(HeadError::Framing("transfer coding other than chunked"))
+        }
         None => match content_length(headers)? {
             Some(n) => Ok(BodyFraming::Length(n)),
             None => Ok(BodyFraming::None),
@@ -204,8 +311,8 @@ pub fn response_framing(
     }
 
     match transfer_coding(headers)? {
-        Some(true) => Ok(BodyFraming::Chunked),
-        Some(false) => Ok(BodyFraming::UntilClose),
+        Some(Coding::Chunked | Coding::FinalChunked) => Ok(BodyFraming::Chunked),
+        Some(Coding::Other) => Ok(BodyFraming::UntilClose),
         None => match content_length(headers)? {
             Some(n) => Ok(BodyFraming::Length(n)),
             None => Ok(BodyFraming::UntilClose),
@@ -213,10 +320,20 @@ pub fn response_framing(
     }
 }
 
-/// Reads the Transfer-Encoding fields: `None` when there are none, else whether `chunked` is
-/// the final coding. `chunked` applied twice, with parameters, or an empty field list is an
-/// error whatever the message.
-fn transfer_coding(headers: &[httparse::Header<'_>]) -> Result<Option<bool>, HeadError> {
+/// What the Transfer-Encoding fields of a message say, all fields taken as one list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coding {
+    /// Exactly one coding, `chunked`.
+    Chunked,
+    /// `chunked` last, after other codings.
+    FinalChunked,
+    /// `chunked` missing or not last.
+    Other,
+}
+
+/// Reads the Transfer-Encoding fields: `None` when there are none. `chunked` applied twice,
+/// with parameters, or an empty field list is an error whatever the message.
+fn transfer_coding(headers: &[httparse::Header<'_>]) -> Result<Option<Coding>, HeadError> {
     let mut present = false;
     let mut codings = 0usize;
     let mut chunked = 0usize;
@@ -251,7 +368,11 @@ fn transfer_coding(headers: &[httparse::Header<'_>]) -> Result<Option<bool>, Hea
     if chunked > 1 {
         return Err(HeadError::Framing("chunked applied more than once"));
     }
-    Ok(Some(last_chunked))
+    Ok(Some(match (last_chunked, codings) {
+        (true, 1) => Coding::Chunked,
+        (true, _) => Coding::FinalChunked,
+        (false, _) => Coding::Other,
+    }))
 }
 
 /// Reads the Content-Length fields: several fields or a list are accepted only when every

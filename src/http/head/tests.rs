@@ -148,13 +148,14 @@ fn request_framing_cases() {
         Ok(BodyFraming::Chunked)
     );
     assert_eq!(
-        framing(&[("Transfer-Encoding", "gzip, CHUNKED")]),
+        framing(&[("transfer-encoding", " CHUNKED\t")]),
         Ok(BodyFraming::Chunked)
     );
+    // Empty list elements are no codings (RFC 9110 §5.6.1).
     assert_eq!(
         framing(&[
-            ("Transfer-Encoding", "gzip"),
-            ("transfer-encoding", "chunked")
+            ("Transfer-Encoding", ", chunked ,"),
+            ("Transfer-Encoding", "")
         ]),
         Ok(BodyFraming::Chunked)
     );
@@ -196,22 +197,26 @@ fn request_framing_cases() {
         both
     );
 
-    let not_final = Err(HeadError::Framing(
-        "transfer coding other than a final chunked",
-    ));
-    assert_eq!(framing(&[("Transfer-Encoding", "gzip")]), not_final);
-    assert_eq!(
-        framing(&[("Transfer-Encoding", "chunked, gzip")]),
-        not_final
-    );
-    assert_eq!(
-        framing(&[
+    // Valid HTTP, but anything other than a single `chunked` is refused on a request.
+    let not_chunked = Err(HeadError::Framing("transfer coding other than chunked"));
+    for pairs in [
+        &[("Transfer-Encoding", "gzip")][..],
+        &[("Transfer-Encoding", "gzip, CHUNKED")],
+        &[
+            ("Transfer-Encoding", "gzip"),
+            ("transfer-encoding", "chunked"),
+        ],
+        &[("Transfer-Encoding", "chunked, gzip")],
+        &[
             ("Transfer-Encoding", "chunked"),
-            ("Transfer-Encoding", "gzip")
-        ]),
-        not_final
-    );
-    assert_eq!(framing(&[("Transfer-Encoding", "chunkedx")]), not_final);
+            ("Transfer-Encoding", "gzip"),
+        ],
+        &[("Transfer-Encoding", "identity")],
+        &[("Transfer-Encoding", "chunkedx")],
+        &[("Transfer-Encoding", "chunked x")],
+    ] {
+        assert_eq!(framing(pairs), not_chunked, "{pairs:?}");
+    }
 
     let twice = Err(HeadError::Framing("chunked applied more than once"));
     assert_eq!(framing(&[("Transfer-Encoding", "chunked, chunked")]), twice);
@@ -229,6 +234,40 @@ fn request_framing_cases() {
     assert_eq!(
         framing(&[("Transfer-Encoding", "chunked;a=b")]),
         Err(HeadError::Framing("chunked with parameters"))
+    );
+}
+
+#[test]
+fn request_framing_by_version() {
+    let chunked = fields(&[("Transfer-Encoding", "chunked")]);
+    let length = fields(&[("Content-Length", "4")]);
+    assert_eq!(
+        request_framing_for(Version::Http11, &chunked),
+        Ok(BodyFraming::Chunked)
+    );
+    assert_eq!(
+        request_framing_for(Version::Http10, &length),
+        Ok(BodyFraming::Length(4))
+    );
+    assert_eq!(
+        request_framing_for(Version::Http10, &[]),
+        Ok(BodyFraming::None)
+    );
+
+    let faulty = Err(HeadError::Framing(
+        "transfer-encoding in an http/1.0 request",
+    ));
+    assert_eq!(request_framing_for(Version::Http10, &chunked), faulty);
+    let gzip = fields(&[("Transfer-Encoding", "gzip")]);
+    assert_eq!(request_framing_for(Version::Http10, &gzip), faulty);
+    let with_length = fields(&[("Transfer-Encoding", "chunked"), ("Content-Length", "4")]);
+    assert_eq!(request_framing_for(Version::Http10, &with_length), faulty);
+
+    // A malformed field is reported as such whatever the version.
+    let twice = fields(&[("Transfer-Encoding", "chunked, chunked")]);
+    assert_eq!(
+        request_framing_for(Version::Http10, &twice),
+        Err(HeadError::Framing("chunked applied more than once"))
     );
 }
 
@@ -259,6 +298,15 @@ fn response_framing_cases() {
     );
     assert_eq!(
         framing("GET", 200, &[("Transfer-Encoding", "gzip")]),
+        Ok(BodyFraming::UntilClose)
+    );
+    // A response may still stack codings before the final chunked.
+    assert_eq!(
+        framing("GET", 200, &[("Transfer-Encoding", "gzip, chunked")]),
+        Ok(BodyFraming::Chunked)
+    );
+    assert_eq!(
+        framing("GET", 200, &[("Transfer-Encoding", "chunked, gzip")]),
         Ok(BodyFraming::UntilClose)
     );
     assert_eq!(
@@ -368,9 +416,112 @@ fn garbage_requests_never_panic() {
         let mut headers = empty();
         if let Ok(Some(head)) = parse_request(&buf[..cut], &mut headers) {
             assert!(head.len <= cut);
-            let _ = request_framing(head.headers);
+            let _ = request_framing_for(head.version, head.headers);
+            if let Ok(Some(host)) = single_host(head.headers) {
+                let _ = validate_authority(host);
+            }
             let _ = keep_alive(head.version, head.headers);
             let _ = is_hop_by_hop("x", head.headers);
         }
+    }
+}
+
+#[test]
+fn valid_authorities() {
+    for authority in [
+        "a.test",
+        "a.test:8080",
+        "127.0.0.1:80",
+        "[::1]:8443",
+        "[::1]",
+        "[2001:db8::1]:1",
+        "A-b_c~d.TEST.",
+        "localhost:65535",
+        "a.test:0",
+        "a.test:00080",
+        "x!$&'()*+,;=",
+    ] {
+        assert_eq!(validate_authority(authority), Ok(()), "{authority:?}");
+    }
+    let longest = format!("{}:443", "a".repeat(MAX_AUTHORITY_LEN - 4));
+    assert_eq!(validate_authority(&longest), Ok(()));
+}
+
+#[test]
+fn invalid_authorities() {
+    let long = "a".repeat(MAX_AUTHORITY_LEN + 1);
+    for authority in [
+        "x@a.test",
+        "a.test:abc",
+        "a.test:99999",
+        "a.test:65536",
+        "a.test:",
+        "a.test:123456",
+        "a.test:-1",
+        "a.test:+80",
+        "a.test:80:80",
+        "a b",
+        " a.test",
+        "a.test/x",
+        "a.test\\x",
+        "a.test?x",
+        "a.test#x",
+        "a%2etest",
+        "a\ttest",
+        "a\u{7f}test",
+        "\u{e9}.test",
+        "[zz]",
+        "[::1",
+        "[::1]x",
+        "[::1]:",
+        "[v1.x]",
+        "[127.0.0.1]",
+        "::1",
+        ":80",
+        "",
+        long.as_str(),
+    ] {
+        assert_eq!(
+            validate_authority(authority),
+            Err(HeadError::Malformed("invalid Host")),
+            "{authority:?}"
+        );
+    }
+    assert_eq!(HeadError::Malformed("invalid Host").status(), 400);
+}
+
+#[test]
+fn single_host_cases() {
+    assert_eq!(single_host(&fields(&[])), Ok(None));
+    assert_eq!(
+        single_host(&fields(&[("X-A", "1"), ("host", " a.test:80\t")])),
+        Ok(Some("a.test:80"))
+    );
+    assert_eq!(single_host(&fields(&[("Host", "")])), Ok(Some("")));
+    assert_eq!(
+        single_host(&fields(&[("Host", "a.test"), ("HOST", "a.test")])),
+        Err(HeadError::Malformed("more than one Host"))
+    );
+    let not_utf8 = [httparse::Header {
+        name: "Host",
+        value: b"a\xff.test",
+    }];
+    assert_eq!(
+        single_host(&not_utf8),
+        Err(HeadError::Malformed("invalid Host"))
+    );
+}
+
+#[test]
+fn target_forms() {
+    for target in ["/", "/a/b?c=d", "//x", "/*"] {
+        assert!(is_origin_form(target), "{target:?}");
+    }
+    for target in ["", "*", "a/b", "http://a.test/", "/a b", "/a\tb", "/a\x7f"] {
+        assert!(!is_origin_form(target), "{target:?}");
+    }
+    assert!(is_asterisk_form("*"));
+    for target in ["", "**", "/*", "* ", "/"] {
+        assert!(!is_asterisk_form(target), "{target:?}");
     }
 }
