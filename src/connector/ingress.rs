@@ -4,7 +4,13 @@
 //! [`super::config`] reads the rules from YAML; the checks on single values (service,
 //! hostname, path, Host header) and on the order of the rules live here so that
 //! [`Ingress::single`] and the config agree on what is valid.
+//!
+//! A rule's `path` regex is matched against the request path made normal first (see
+//! [`normalize_path`]), so that `//admin`, `/./admin`, `/x/../admin` and `/%61dmin`, which
+//! origins serve as `/admin`, cannot slip past a rule written for `^/admin`. Normalizing is
+//! for matching only: the origin still receives the path exactly as the client sent it.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
@@ -74,7 +80,9 @@ impl Default for OriginSettings {
 pub struct Rule {
     /// `None` matches every host.
     pub hostname: Option<String>,
-    /// Unanchored regular expression on the path; `None` matches every path.
+    /// Unanchored regular expression on the path; `None` matches every path. It is matched
+    /// against the path without its query and made normal by [`normalize_path`], while the
+    /// origin receives the path as the client sent it.
     pub path: Option<regex::Regex>,
     pub service: Service,
     pub origin: OriginSettings,
@@ -111,11 +119,14 @@ impl Ingress {
 
     /// The index and rule serving `host` (port stripped here) and `path`.
     ///
-    /// The query, if `path` has one, is not part of the match. Panics if `rules` is empty,
-    /// which a validated `Ingress` never is.
+    /// The query, if `path` has one, is not part of the match, and the rest is matched as
+    /// [`normalize_path`] makes it. Panics if `rules` is empty, which a validated `Ingress`
+    /// never is.
     pub fn find(&self, host: &str, path: &str) -> (usize, &Rule) {
         let host = host_without_port(host);
         let path = path.split_once('?').map_or(path, |(path, _query)| path);
+        let path = normalize_path(path);
+        let path = path.as_ref();
 
         // A validated list ends with a catch-all, so the fallback only serves hand-built lists.
         let last = self.rules.len().saturating_sub(1);
@@ -174,6 +185,126 @@ fn host_without_port(host: &str) -> &str {
         }
     };
     host.strip_suffix('.').unwrap_or(host)
+}
+
+/// A request path (without its query) in the form origins commonly resolve it to, for
+/// matching rules:
+///
+/// - `%XX` of an unreserved character (letter, digit, `-`, `.`, `_`, `~`) is decoded, and
+///   the hex digits of every other `%XX` are uppercased (RFC 3986 §6.2.2.1, §6.2.2.2); `%2F`
+///   stays encoded, as it is not a `/`.
+/// - Runs of `/` are collapsed into one, then `.` and `..` segments are resolved (RFC 3986
+///   §5.2.4); `..` never climbs above the root. Collapsing first is what file systems and
+///   common servers do, so `/x//../admin` is `/admin`.
+///
+/// A path that is already normal is returned borrowed, without allocating.
+pub fn normalize_path(path: &str) -> Cow<'_, str> {
+    if is_normal_path(path) {
+        return Cow::Borrowed(path);
+    }
+    Cow::Owned(remove_dot_segments(&normalize_escapes(path)))
+}
+
+/// Whether [`normalize_path`] would return `path` unchanged.
+fn is_normal_path(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    let escapes_normal = bytes
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'%')
+        .all(|(at, _)| match bytes.get(at + 1..at + 3) {
+            Some(&[high, low]) => match (hex_digit(high), hex_digit(low)) {
+                (Some(high_value), Some(low_value)) => {
+                    !is_unreserved(high_value << 4 | low_value)
+                        && !high.is_ascii_lowercase()
+                        && !low.is_ascii_lowercase()
+                }
+                _ => true,
+            },
+            _ => true,
+        });
+    escapes_normal && !path.contains("//") && !path.split('/').any(|s| s == "." || s == "..")
+}
+
+/// Decodes `%XX` of unreserved characters and uppercases the other escapes; a `%` not
+/// followed by two hex digits is left as it is.
+fn normalize_escapes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some((before, after)) = rest.split_once('%') {
+        out.push_str(before);
+        let decoded = match after.as_bytes() {
+            [high, low, ..] => hex_digit(*high).zip(hex_digit(*low)),
+            _ => None,
+        };
+        match decoded {
+            Some((high, low)) => {
+                let byte = high << 4 | low;
+                if is_unreserved(byte) {
+                    out.push(char::from(byte));
+                } else {
+                    out.push('%');
+                    out.push(char::from(HEX_UPPER[usize::from(high)]));
+                    out.push(char::from(HEX_UPPER[usize::from(low)]));
+                }
+                // Both digits are ASCII, so byte 2 starts a character.
+                rest = after.get(2..).unwrap_or("");
+            }
+            None => {
+                out.push('%');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+const HEX_UPPER: [u8; 16] = *b"0123456789ABCDEF";
+
+fn hex_digit(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+/// RFC 3986 §2.3.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Collapses runs of `/` and resolves `.` and `..` segments. A path ending in `/`, `.` or
+/// `..` keeps a trailing `/`, as in RFC 3986 (`/a/.` is `/a/`).
+fn remove_dot_segments(path: &str) -> String {
+    // Built as "/seg/seg"; a relative path gets its leading '/' removed at the end.
+    let mut out = String::with_capacity(path.len() + 1);
+    let mut trailing_slash = false;
+    for segment in path.split('/') {
+        trailing_slash = matches!(segment, "" | "." | "..");
+        match segment {
+            "" | "." => {}
+            ".." => {
+                let parent = out.rfind('/').unwrap_or(0);
+                out.truncate(parent);
+            }
+            name => {
+                out.push('/');
+                out.push_str(name);
+            }
+        }
+    }
+
+    if path.starts_with('/') {
+        if out.is_empty() || trailing_slash {
+            out.push('/');
+        }
+        out
+    } else {
+        if !out.is_empty() && trailing_slash {
+            out.push('/');
+        }
+        out.split_off(out.len().min(1))
+    }
 }
 
 impl fmt::Display for Service {

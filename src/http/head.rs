@@ -162,21 +162,128 @@ fn version_of(minor: u8) -> Result<Version, HeadError> {
     }
 }
 
-/// The framing of a request body; refuses everything RFC 9112 §6.3 says a server must
-/// (both Content-Length and Transfer-Encoding, differing lengths, a coding other than a
-/// final `chunked`, an invalid length).
+/// Longest Host (or absolute-form authority) accepted, in bytes: a 253-byte DNS name with a
+/// port fits.
+pub const MAX_AUTHORITY_LEN: usize = 255;
+
+/// Checks a request's Host value (or the authority of an absolute-form target): a host and an
+/// optional `:port` of one to five digits up to 65535 (RFC 3986 §3.2.2, §3.2.3).
+///
+/// The host is an IPv6 address in brackets, or a registered name or IPv4 address: letters,
+/// digits, `-`, `.`, `_`, `~` and the sub-delimiters `!$&'()*+,;=`. Percent-encoding is
+/// refused although RFC 3986 allows it in a name: a host that decodes to something else is a
+/// way to route by one name and be served by another. Empty hosts, `[IPvFuture]`, empty ports
+/// and anything longer than [`MAX_AUTHORITY_LEN`] bytes are refused too.
+pub fn validate_authority(authority: &str) -> Result<(), HeadError> {
+    const INVALID: HeadError = HeadError::Malformed("invalid Host");
+    if authority.is_empty() || authority.len() > MAX_AUTHORITY_LEN {
+        return Err(INVALID);
+    }
+
+    let port = match authority.strip_prefix('[') {
+        Some(rest) => {
+            let (inside, after) = rest.split_once(']').ok_or(INVALID)?;
+            inside.parse::<std::net::Ipv6Addr>().map_err(|_| INVALID)?;
+            match after {
+                "" => None,
+                after => Some(after.strip_prefix(':').ok_or(INVALID)?),
+            }
+        }
+        None => {
+            // A name holds no ':', so the first one starts the port.
+            let (host, port) = match authority.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            };
+            if host.is_empty() || !host.bytes().all(is_name_byte) {
+                return Err(INVALID);
+            }
+            port
+        }
+    };
+
+    match port {
+        Some(port) if !is_port(port) => Err(INVALID),
+        _ => Ok(()),
+    }
+}
+
+/// A byte of an RFC 3986 reg-name other than `%`: unreserved or a sub-delimiter.
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)
+}
+
+/// One to five digits, at most 65535.
+fn is_port(text: &str) -> bool {
+    (1..=5).contains(&text.len())
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && text.parse::<u16>().is_ok()
+}
+
+/// The value of the request's one Host field, without surrounding whitespace; `None` when
+/// there is none. Two or more Host fields are refused (RFC 9112 §3.2): which one a hop
+/// believes decides where the request goes. The value is not checked; see
+/// [`validate_authority`].
+pub fn single_host<'b>(headers: &[httparse::Header<'b>]) -> Result<Option<&'b str>, HeadError> {
+    let mut hosts = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("host"));
+    let Some(field) = hosts.next() else {
+        return Ok(None);
+    };
+    if hosts.next().is_some() {
+        return Err(HeadError::Malformed("more than one Host"));
+    }
+    std::str::from_utf8(trim_ows(field.value))
+        .map(Some)
+        .map_err(|_| HeadError::Malformed("invalid Host"))
+}
+
+/// Whether a request target is in origin form (`/path?query`, RFC 9112 §3.2.1). The parser
+/// already refused whitespace and control characters in a target; they are checked again so
+/// that the answer holds for any string.
+pub fn is_origin_form(target: &str) -> bool {
+    target.starts_with('/') && !target.bytes().any(|b| b.is_ascii_control() || b == b' ')
+}
+
+/// Whether a request target is in asterisk form (`*`, for a server-wide `OPTIONS`).
+pub fn is_asterisk_form(target: &str) -> bool {
+    target == "*"
+}
+
+/// The framing of an HTTP/1.1 request body; see [`request_framing_for`].
 pub fn request_framing(headers: &[httparse::Header<'_>]) -> Result<BodyFraming, HeadError> {
+    request_framing_for(Version::Http11, headers)
+}
+
+/// The framing of a request body; refuses everything RFC 9112 §6.3 says a server must (both
+/// Content-Length and Transfer-Encoding, differing lengths, an invalid length) and more:
+/// the only Transfer-Encoding accepted is a single `chunked`, and none at all on an HTTP/1.0
+/// request (RFC 9112 §6.1 calls such framing faulty).
+///
+/// A coding list like `gzip, chunked` is valid HTTP, but no client needs it and every hop
+/// that reads it differently from us is a way to smuggle a request, so it gets 400.
+pub fn request_framing_for(
+    version: Version,
+    headers: &[httparse::Header<'_>],
+) -> Result<BodyFraming, HeadError> {
     let has_length = headers
         .iter()
         .any(|h| h.name.eq_ignore_ascii_case("content-length"));
-    match transfer_coding(headers)? {
+    let coding = transfer_coding(headers)?;
+    if coding.is_some() && version == Version::Http10 {
+        return Err(HeadError::Framing(
+            "transfer-encoding in an http/1.0 request",
+        ));
+    }
+    match coding {
         Some(_) if has_length => Err(HeadError::Framing(
             "both transfer-encoding and content-length",
         )),
-        Some(true) => Ok(BodyFraming::Chunked),
-        Some(false) => Err(HeadError::Framing(
-            "transfer coding other than a final chunked",
-        )),
+        Some(Coding::Chunked) => Ok(BodyFraming::Chunked),
+        Some(Coding::FinalChunked | Coding::Other) => {
+            Err(HeadError::Framing("transfer coding other than chunked"))
+        }
         None => match content_length(headers)? {
             Some(n) => Ok(BodyFraming::Length(n)),
             None => Ok(BodyFraming::None),
@@ -204,8 +311,8 @@ pub fn response_framing(
     }
 
     match transfer_coding(headers)? {
-        Some(true) => Ok(BodyFraming::Chunked),
-        Some(false) => Ok(BodyFraming::UntilClose),
+        Some(Coding::Chunked | Coding::FinalChunked) => Ok(BodyFraming::Chunked),
+        Some(Coding::Other) => Ok(BodyFraming::UntilClose),
         None => match content_length(headers)? {
             Some(n) => Ok(BodyFraming::Length(n)),
             None => Ok(BodyFraming::UntilClose),
@@ -213,10 +320,20 @@ pub fn response_framing(
     }
 }
 
-/// Reads the Transfer-Encoding fields: `None` when there are none, else whether `chunked` is
-/// the final coding. `chunked` applied twice, with parameters, or an empty field list is an
-/// error whatever the message.
-fn transfer_coding(headers: &[httparse::Header<'_>]) -> Result<Option<bool>, HeadError> {
+/// What the Transfer-Encoding fields of a message say, all fields taken as one list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coding {
+    /// Exactly one coding, `chunked`.
+    Chunked,
+    /// `chunked` last, after other codings.
+    FinalChunked,
+    /// `chunked` missing or not last.
+    Other,
+}
+
+/// Reads the Transfer-Encoding fields: `None` when there are none. `chunked` applied twice,
+/// with parameters, or an empty field list is an error whatever the message.
+fn transfer_coding(headers: &[httparse::Header<'_>]) -> Result<Option<Coding>, HeadError> {
     let mut present = false;
     let mut codings = 0usize;
     let mut chunked = 0usize;
@@ -251,7 +368,11 @@ fn transfer_coding(headers: &[httparse::Header<'_>]) -> Result<Option<bool>, Hea
     if chunked > 1 {
         return Err(HeadError::Framing("chunked applied more than once"));
     }
-    Ok(Some(last_chunked))
+    Ok(Some(match (last_chunked, codings) {
+        (true, 1) => Coding::Chunked,
+        (true, _) => Coding::FinalChunked,
+        (false, _) => Coding::Other,
+    }))
 }
 
 /// Reads the Content-Length fields: several fields or a list are accepted only when every
@@ -425,380 +546,4 @@ pub fn reason(status: u16) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fields<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<httparse::Header<'a>> {
-        pairs
-            .iter()
-            .map(|&(name, value)| httparse::Header {
-                name,
-                value: value.as_bytes(),
-            })
-            .collect()
-    }
-
-    fn empty() -> [httparse::Header<'static>; MAX_HEADERS] {
-        [httparse::EMPTY_HEADER; MAX_HEADERS]
-    }
-
-    #[test]
-    fn parses_a_request() {
-        let buf = b"POST /a?b=c HTTP/1.1\r\nHost: example.com\r\nX-A:  1 \r\n\r\nbody";
-        let mut headers = empty();
-        let head = parse_request(buf, &mut headers).unwrap().unwrap();
-        assert_eq!(head.method, "POST");
-        assert_eq!(head.target, "/a?b=c");
-        assert_eq!(head.version, Version::Http11);
-        assert_eq!(head.len, buf.len() - 4);
-        assert_eq!(head.headers.len(), 2);
-        assert_eq!(head.headers[0].name, "Host");
-        assert_eq!(head.headers[0].value, b"example.com");
-        assert_eq!(head.headers[1].name, "X-A");
-        assert_eq!(head.headers[1].value, b"1");
-    }
-
-    #[test]
-    fn parses_a_response() {
-        let buf = b"HTTP/1.0 404 Not Found\r\nContent-Length: 3\r\n\r\nabc";
-        let mut headers = empty();
-        let head = parse_response(buf, &mut headers).unwrap().unwrap();
-        assert_eq!(head.status, 404);
-        assert_eq!(head.reason, "Not Found");
-        assert_eq!(head.version, Version::Http10);
-        assert_eq!(head.len, buf.len() - 3);
-        assert_eq!(head.headers.len(), 1);
-
-        let mut headers = empty();
-        let head = parse_response(b"HTTP/1.1 100 Continue\r\n\r\n", &mut headers).unwrap();
-        assert_eq!(head.map(|h| h.status), Some(100));
-    }
-
-    #[test]
-    fn incomplete_and_too_large() {
-        let mut headers = empty();
-        assert!(
-            parse_request(b"GET / HTTP/1.1\r\nHost: a\r\n", &mut headers)
-                .unwrap()
-                .is_none()
-        );
-
-        let mut long = b"GET / HTTP/1.1\r\nX-Long: ".to_vec();
-        long.resize(MAX_HEAD_LEN, b'a');
-        let mut headers = empty();
-        assert_eq!(
-            parse_request(&long, &mut headers).err(),
-            Some(HeadError::TooLarge)
-        );
-
-        // Complete, but one byte over the limit.
-        long.truncate(MAX_HEAD_LEN - 3);
-        long.extend_from_slice(b"\r\n\r\n");
-        let mut headers = empty();
-        assert_eq!(
-            parse_request(&long, &mut headers).err(),
-            Some(HeadError::TooLarge)
-        );
-
-        // Exactly at the limit is fine.
-        long.truncate(MAX_HEAD_LEN - 4);
-        long.extend_from_slice(b"\r\n\r\n");
-        let mut headers = empty();
-        assert_eq!(
-            parse_request(&long, &mut headers).unwrap().map(|h| h.len),
-            Some(MAX_HEAD_LEN)
-        );
-
-        let mut partial = b"HTTP/1.1 200 OK\r\nA: ".to_vec();
-        partial.resize(MAX_HEAD_LEN + 10, b'a');
-        let mut headers = empty();
-        assert_eq!(
-            parse_response(&partial, &mut headers).err(),
-            Some(HeadError::TooLarge)
-        );
-    }
-
-    #[test]
-    fn too_many_headers_and_malformed() {
-        let mut buf = b"GET / HTTP/1.1\r\n".to_vec();
-        for i in 0..=MAX_HEADERS {
-            buf.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
-        }
-        buf.extend_from_slice(b"\r\n");
-        let mut headers = empty();
-        let err = parse_request(&buf, &mut headers).unwrap_err();
-        assert_eq!(err, HeadError::TooManyHeaders);
-        assert_eq!(err.status(), 431);
-        assert_eq!(HeadError::TooLarge.status(), 431);
-
-        let mut headers = empty();
-        let err = parse_request(b"GET / HTTP/2.0\r\n\r\n", &mut headers).unwrap_err();
-        assert_eq!(err, HeadError::Malformed("unsupported version"));
-        assert_eq!(err.status(), 400);
-
-        let mut headers = empty();
-        let err = parse_request(b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", &mut headers);
-        assert_eq!(
-            err.unwrap_err(),
-            HeadError::Malformed("invalid header name")
-        );
-
-        let mut headers = empty();
-        let err = parse_response(b"HTTP/1.1 2x0 OK\r\n\r\n", &mut headers);
-        assert_eq!(err.unwrap_err(), HeadError::Malformed("invalid status"));
-        assert_eq!(HeadError::Framing("x").status(), 400);
-    }
-
-    #[test]
-    fn request_framing_cases() {
-        let framing = |pairs: &[(&str, &str)]| request_framing(&fields(pairs));
-        assert_eq!(framing(&[]), Ok(BodyFraming::None));
-        assert_eq!(
-            framing(&[("Content-Length", "0")]),
-            Ok(BodyFraming::Length(0))
-        );
-        assert_eq!(
-            framing(&[("content-length", "42")]),
-            Ok(BodyFraming::Length(42))
-        );
-        assert_eq!(
-            framing(&[("Content-Length", "7, 7"), ("content-length", "7")]),
-            Ok(BodyFraming::Length(7))
-        );
-        assert_eq!(
-            framing(&[("Content-Length", "18446744073709551615")]),
-            Ok(BodyFraming::Length(u64::MAX))
-        );
-        assert_eq!(
-            framing(&[("Transfer-Encoding", "chunked")]),
-            Ok(BodyFraming::Chunked)
-        );
-        assert_eq!(
-            framing(&[("Transfer-Encoding", "gzip, CHUNKED")]),
-            Ok(BodyFraming::Chunked)
-        );
-        assert_eq!(
-            framing(&[
-                ("Transfer-Encoding", "gzip"),
-                ("transfer-encoding", "chunked")
-            ]),
-            Ok(BodyFraming::Chunked)
-        );
-
-        let bad_length = Err(HeadError::Framing("invalid content-length"));
-        for value in [
-            "",
-            "-1",
-            "+1",
-            "1 2",
-            "0x10",
-            "18446744073709551616",
-            "5,",
-            " ",
-            "1.0",
-        ] {
-            assert_eq!(
-                framing(&[("Content-Length", value)]),
-                bad_length,
-                "{value:?}"
-            );
-        }
-        let conflict = Err(HeadError::Framing("conflicting content-length"));
-        assert_eq!(framing(&[("Content-Length", "1, 2")]), conflict);
-        assert_eq!(
-            framing(&[("Content-Length", "1"), ("Content-Length", "2")]),
-            conflict
-        );
-
-        let both = Err(HeadError::Framing(
-            "both transfer-encoding and content-length",
-        ));
-        assert_eq!(
-            framing(&[("Transfer-Encoding", "chunked"), ("Content-Length", "3")]),
-            both
-        );
-        assert_eq!(
-            framing(&[("Content-Length", "3"), ("Transfer-Encoding", "gzip")]),
-            both
-        );
-
-        let not_final = Err(HeadError::Framing(
-            "transfer coding other than a final chunked",
-        ));
-        assert_eq!(framing(&[("Transfer-Encoding", "gzip")]), not_final);
-        assert_eq!(
-            framing(&[("Transfer-Encoding", "chunked, gzip")]),
-            not_final
-        );
-        assert_eq!(
-            framing(&[
-                ("Transfer-Encoding", "chunked"),
-                ("Transfer-Encoding", "gzip")
-            ]),
-            not_final
-        );
-        assert_eq!(framing(&[("Transfer-Encoding", "chunkedx")]), not_final);
-
-        let twice = Err(HeadError::Framing("chunked applied more than once"));
-        assert_eq!(framing(&[("Transfer-Encoding", "chunked, chunked")]), twice);
-        assert_eq!(
-            framing(&[
-                ("Transfer-Encoding", "chunked"),
-                ("Transfer-Encoding", "chunked")
-            ]),
-            twice
-        );
-        assert_eq!(
-            framing(&[("Transfer-Encoding", " , ")]),
-            Err(HeadError::Framing("empty transfer-encoding"))
-        );
-        assert_eq!(
-            framing(&[("Transfer-Encoding", "chunked;a=b")]),
-            Err(HeadError::Framing("chunked with parameters"))
-        );
-    }
-
-    #[test]
-    fn response_framing_cases() {
-        let framing = |method, status, pairs: &[(&str, &str)]| {
-            response_framing(method, status, &fields(pairs))
-        };
-        let length = [("Content-Length", "5")];
-        assert_eq!(framing("HEAD", 200, &length), Ok(BodyFraming::None));
-        assert_eq!(framing("GET", 101, &length), Ok(BodyFraming::None));
-        assert_eq!(framing("GET", 204, &length), Ok(BodyFraming::None));
-        assert_eq!(framing("GET", 304, &length), Ok(BodyFraming::None));
-        assert_eq!(framing("CONNECT", 200, &length), Ok(BodyFraming::None));
-        assert_eq!(framing("CONNECT", 407, &length), Ok(BodyFraming::Length(5)));
-        assert_eq!(framing("GET", 200, &length), Ok(BodyFraming::Length(5)));
-        assert_eq!(framing("GET", 200, &[]), Ok(BodyFraming::UntilClose));
-        assert_eq!(
-            framing("GET", 200, &[("Transfer-Encoding", "chunked")]),
-            Ok(BodyFraming::Chunked)
-        );
-        assert_eq!(
-            framing(
-                "GET",
-                200,
-                &[("Transfer-Encoding", "chunked"), ("Content-Length", "5")]
-            ),
-            Ok(BodyFraming::Chunked)
-        );
-        assert_eq!(
-            framing("GET", 200, &[("Transfer-Encoding", "gzip")]),
-            Ok(BodyFraming::UntilClose)
-        );
-        assert_eq!(
-            framing("GET", 200, &[("Content-Length", "5, 6")]),
-            Err(HeadError::Framing("conflicting content-length"))
-        );
-        assert_eq!(
-            framing("GET", 200, &[("Content-Length", "x")]),
-            Err(HeadError::Framing("invalid content-length"))
-        );
-    }
-
-    #[test]
-    fn keep_alive_cases() {
-        let none = fields(&[]);
-        assert!(keep_alive(Version::Http11, &none));
-        assert!(!keep_alive(Version::Http10, &none));
-        assert!(!keep_alive(
-            Version::Http11,
-            &fields(&[("Connection", "Upgrade, Close")])
-        ));
-        assert!(!keep_alive(
-            Version::Http11,
-            &fields(&[("Connection", "upgrade"), ("connection", " close ")])
-        ));
-        assert!(keep_alive(
-            Version::Http11,
-            &fields(&[("Connection", "closed")])
-        ));
-        assert!(keep_alive(
-            Version::Http10,
-            &fields(&[("Connection", "Keep-Alive")])
-        ));
-        assert!(!keep_alive(
-            Version::Http10,
-            &fields(&[("Connection", "keep-alive, close")])
-        ));
-        assert!(!keep_alive(
-            Version::Http10,
-            &fields(&[("Keep-Alive", "timeout=5")])
-        ));
-    }
-
-    #[test]
-    fn hop_by_hop_cases() {
-        let listed = fields(&[
-            ("Connection", "X-Trace, keep-alive"),
-            ("connection", "x-other"),
-        ]);
-        for name in [
-            "Connection",
-            "KEEP-ALIVE",
-            "Proxy-Connection",
-            "proxy-authorization",
-            "TE",
-            "Trailer",
-            "Transfer-Encoding",
-            "Upgrade",
-            "x-trace",
-            "X-Other",
-        ] {
-            assert!(is_hop_by_hop(name, &listed), "{name}");
-        }
-        for name in [
-            "Host",
-            "Content-Length",
-            "proxy",
-            "Trailers",
-            "X-Traced",
-            "t",
-        ] {
-            assert!(!is_hop_by_hop(name, &listed), "{name}");
-        }
-    }
-
-    #[test]
-    fn reason_phrases() {
-        assert_eq!(reason(200), "OK");
-        assert_eq!(reason(308), "Permanent Redirect");
-        assert_eq!(reason(431), "Request Header Fields Too Large");
-        assert_eq!(reason(502), "Bad Gateway");
-        assert_eq!(reason(599), "");
-    }
-
-    #[test]
-    fn garbage_requests_never_panic() {
-        let seed = b"GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\
-                     Transfer-Encoding: chunked\r\n\r\n";
-        let alphabet = b"GET HTTP/1.0\r\n:,; chunked0123456789abcxyz\t\x00\xff";
-        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        let mut buf = Vec::with_capacity(seed.len());
-        for _ in 0..20_000 {
-            buf.clear();
-            buf.extend_from_slice(seed);
-            for _ in 0..next() % 6 + 1 {
-                let x = next();
-                let at = x as usize % buf.len();
-                buf[at] = alphabet[(x >> 32) as usize % alphabet.len()];
-            }
-            let cut = next() as usize % (buf.len() + 1);
-            let mut headers = empty();
-            if let Ok(Some(head)) = parse_request(&buf[..cut], &mut headers) {
-                assert!(head.len <= cut);
-                let _ = request_framing(head.headers);
-                let _ = keep_alive(head.version, head.headers);
-                let _ = is_hop_by_hop("x", head.headers);
-            }
-        }
-    }
-}
+mod tests;

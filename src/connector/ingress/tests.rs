@@ -71,6 +71,113 @@ fn find_path_is_unanchored_and_ignores_the_query() {
 }
 
 #[test]
+fn find_matches_the_normalized_path() {
+    let ingress = Ingress {
+        rules: vec![
+            rule(None, Some("^/admin"), "http_status:403"),
+            rule(None, Some("^/files/a%2Fb$"), "http_status:200"),
+            rule(None, None, "http://127.0.0.1:8000"),
+        ],
+    };
+    for path in [
+        "/admin",
+        "//admin",
+        "/./admin",
+        "/x/../admin",
+        "/%61dmin",
+        "/%2E%2e/%61%44MIN/../admin/x?y",
+        "/x//../admin",
+        "///admin/",
+    ] {
+        assert_eq!(index(&ingress, "a.test", path), 0, "{path:?}");
+    }
+    assert_eq!(index(&ingress, "a.test", "/files/a%2fb"), 1);
+    assert_eq!(index(&ingress, "a.test", "/files/a/b"), 2);
+    assert_eq!(index(&ingress, "a.test", "/%2Fadmin"), 2);
+    assert_eq!(index(&ingress, "a.test", "/x/admin"), 2);
+    assert_eq!(index(&ingress, "a.test", "/?/admin"), 2);
+}
+
+#[test]
+fn normalize_path_decodes_only_unreserved_escapes() {
+    let cases = [
+        ("/%61dmin", "/admin"),
+        ("/%41%7a%30%2D%2e%5F%7E", "/Az0-._~"),
+        ("/admin%2Fx", "/admin%2Fx"),
+        ("/admin%2fx", "/admin%2Fx"),
+        ("/%3f%3A%c3%a9%25", "/%3F%3A%C3%A9%25"),
+        ("/%2e%2E/a", "/a"),
+        ("/a/%2e", "/a/"),
+        ("/%zz%4", "/%zz%4"),
+        ("/%6%61", "/%6a"),
+        ("/%%61", "/%a"),
+        ("/%", "/%"),
+        ("/caf\u{e9}%41", "/caf\u{e9}A"),
+    ];
+    for (path, normal) in cases {
+        assert_eq!(normalize_path(path), normal, "{path:?}");
+    }
+}
+
+#[test]
+fn normalize_path_resolves_dots_and_collapses_slashes() {
+    let cases = [
+        ("/a/b/../c", "/a/c"),
+        ("/../a", "/a"),
+        ("/a/.", "/a/"),
+        ("/a/..", "/"),
+        ("/a/b/..", "/a/"),
+        ("/..", "/"),
+        ("/.", "/"),
+        ("/./", "/"),
+        ("//admin", "/admin"),
+        ("/a///b//", "/a/b/"),
+        ("/x//../admin", "/admin"),
+        ("/a/./b/./c", "/a/b/c"),
+        ("/a/../../../b", "/b"),
+        ("/a/.../b", "/a/.../b"),
+        ("/a/..b/.c", "/a/..b/.c"),
+        ("a/./b", "a/b"),
+        ("a//b/", "a/b/"),
+        ("../a", "a"),
+        ("a/..", ""),
+        (".", ""),
+    ];
+    for (path, normal) in cases {
+        assert_eq!(normalize_path(path), normal, "{path:?}");
+        // Normal output stays as it is.
+        assert!(
+            matches!(normalize_path(normal), Cow::Borrowed(same) if same == normal),
+            "{normal:?}"
+        );
+    }
+}
+
+#[test]
+fn normalize_path_borrows_a_normal_path() {
+    for path in [
+        "",
+        "/",
+        "*",
+        "/a",
+        "/a/",
+        "/a/b.c/d",
+        "/a%2Fb",
+        "/%C3%A9",
+        "/%zz",
+        "/a..",
+        "/.well-known/x",
+        "a/b",
+    ] {
+        assert!(
+            matches!(normalize_path(path), Cow::Borrowed(same) if same == path),
+            "{path:?}"
+        );
+    }
+    assert!(matches!(normalize_path("/a/../b"), Cow::Owned(_)));
+}
+
+#[test]
 fn find_returns_the_rule_itself() {
     let ingress = sample();
     let (index, rule) = ingress.find("app.example.com", "/api/x");
