@@ -534,6 +534,15 @@ fn framing_the_edge_must_refuse_is_refused_with_400() {
         b"POST / HTTP/1.1\r\nHost: web.test\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: web.test\r\nContent-Length: -1\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: web.test\r\nBad Header: x\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: web.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        b"POST / HTTP/1.0\r\nHost: web.test\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: web.test\r\nHost: other.test\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: web.test:80@evil.test\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: web.test:abc\r\n\r\n",
+        b"GET admin HTTP/1.1\r\nHost: web.test\r\n\r\n",
+        b"GET * HTTP/1.1\r\nHost: web.test\r\n\r\n",
+        b"CONNECT web.test:80 HTTP/1.1\r\nHost: web.test:80\r\n\r\n",
+        b"GET http://user@web.test/ HTTP/1.1\r\nHost: web.test\r\n\r\n",
     ] {
         let mut client = client(&s.edge);
         client.write_all(request).unwrap();

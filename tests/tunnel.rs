@@ -146,6 +146,10 @@ fn a_path_rule_selects_another_service() {
     );
     let s = setup("path-rule", &ingress);
     assert_eq!(get(s.edge.http, "web.test", "/teapot/x").status, 418);
+    // Spellings of the same path an origin would normalise cannot slip past the rule.
+    for path in ["//teapot", "/./teapot", "/x/../teapot", "/%74eapot"] {
+        assert_eq!(get(s.edge.http, "web.test", path).status, 418, "{path}");
+    }
     assert_eq!(get(s.edge.http, "web.test", "/").text(), ORIGIN_HELLO);
     let miss = get(s.edge.http, "web.test", "/x?y=/teapot");
     assert_eq!(miss.status, 404);

@@ -213,13 +213,14 @@ fn prepare(
     frame: &mut BytesMut,
     may_handoff: bool,
 ) -> Prepared {
-    let framing = match http::request_framing(head.headers) {
+    let framing = match http::head::request_framing_for(head.version, head.headers) {
         Ok(framing) => framing,
         Err(err) => return Prepared::Refused(ProxyError::Client(err)),
     };
-    let (authority, path) = split_target(head);
-    let Some(host) = authority else {
-        return Prepared::Refused(ProxyError::MissingHost);
+    let (host, path) = match split_target(head) {
+        Ok((Some(host), path)) => (host, path),
+        Ok((None, _)) => return Prepared::Refused(ProxyError::MissingHost),
+        Err(err) => return Prepared::Refused(ProxyError::Client(err)),
     };
 
     let snapshot = worker.snapshot_ref();
@@ -282,26 +283,43 @@ fn prepare(
 }
 
 /// The authority and origin-form path of a request: from an absolute-form target when the
-/// client sent one, else from `Host`.
-fn split_target<'b>(head: &RequestHead<'b, '_>) -> (Option<&'b str>, &'b str) {
+/// client sent one, else from its one `Host` field. Anything that could make the edge and
+/// the origin disagree about host or path is refused: several Host fields, an authority
+/// with user info or stray characters, a target that is not origin-form (`*` only with
+/// OPTIONS), CONNECT.
+fn split_target<'b>(head: &RequestHead<'b, '_>) -> Result<(Option<&'b str>, &'b str), HeadError> {
     let target = head.target;
+    let host = http::head::single_host(head.headers)?;
+    if head.method == "CONNECT" {
+        return Err(HeadError::Malformed("CONNECT is not supported"));
+    }
     for scheme in ["http://", "https://"] {
-        if let Some(rest) = target.strip_prefix(scheme) {
+        if target.len() >= scheme.len()
+            && target.as_bytes()[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes())
+        {
+            let rest = &target[scheme.len()..];
             let (authority, path) = match rest.find(['/', '?']) {
                 Some(i) => rest.split_at(i),
                 None => (rest, "/"),
             };
-            return (Some(authority), path);
+            http::head::validate_authority(authority)?;
+            // A path that starts with `?` still needs its slash.
+            let path = if path.starts_with('?') { "/" } else { path };
+            return Ok((Some(authority), path));
         }
     }
-    let host = head
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("host"))
-        .and_then(|h| std::str::from_utf8(h.value).ok())
-        .map(str::trim)
-        .filter(|h| !h.is_empty());
-    (host, target)
+    let origin_form = http::head::is_origin_form(target)
+        || (http::head::is_asterisk_form(target) && head.method == "OPTIONS");
+    if !origin_form {
+        return Err(HeadError::Malformed("request target is not origin-form"));
+    }
+    match host.filter(|h| !h.is_empty()) {
+        Some(host) => {
+            http::head::validate_authority(host)?;
+            Ok((Some(host), target))
+        }
+        None => Ok((None, target)),
+    }
 }
 
 enum Outcome {

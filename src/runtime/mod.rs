@@ -77,17 +77,26 @@ fn ensure_free(addr: SocketAddr, ty: Type, protocol: Protocol) -> std::io::Resul
     if addr.port() == 0 {
         return Ok(());
     }
-    let probe = Socket::new(Domain::for_address(addr), ty, Some(protocol))?;
-    probe.set_reuse_address(ty == Type::STREAM)?;
-    probe.bind(&addr.into()).map_err(|err| {
-        if err.kind() == std::io::ErrorKind::AddrInUse {
-            let message = format!("{addr} is already in use by another process");
-            std::io::Error::new(err.kind(), message)
-        } else {
-            err
+    // A process that just died may still hold its sockets for a moment: io_uring releases
+    // the files its queued operations referenced only after the process is gone. A restart
+    // right after a crash would otherwise be refused, so the probe retries for a second.
+    let mut attempts = 10;
+    loop {
+        let probe = Socket::new(Domain::for_address(addr), ty, Some(protocol))?;
+        probe.set_reuse_address(ty == Type::STREAM)?;
+        match probe.bind(&addr.into()) {
+            Ok(()) => return Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::AddrInUse && attempts > 1 => {
+                attempts -= 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+                let message = format!("{addr} is already in use by another process");
+                return Err(std::io::Error::new(err.kind(), message));
+            }
+            Err(err) => return Err(err),
         }
-    })?;
-    Ok(())
+    }
 }
 
 /// Binds `count` TCP listeners on one address with `SO_REUSEPORT`.

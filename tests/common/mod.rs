@@ -187,10 +187,20 @@ impl Edge {
         ];
         args.extend_from_slice(extra);
         let proc = Proc::spawn(&args, log, envs);
-        let token = eventually(Duration::from_secs(20), "the edge's admin API", || {
-            TcpStream::connect(admin).ok()?;
-            std::fs::read_to_string(data.join("admin.token")).ok()
-        });
+        let mut proc = proc;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let token = loop {
+            let up = TcpStream::connect(admin).is_ok();
+            if let Some(token) = up.then(|| std::fs::read_to_string(data.join("admin.token")).ok())
+            {
+                break token.unwrap_or_default();
+            }
+            let exited = proc.child.try_wait().unwrap();
+            if exited.is_some() || Instant::now() > deadline {
+                panic!("the edge did not start ({exited:?}):\n{}", proc.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         Edge {
             proc,
             dir: dir.to_owned(),
