@@ -309,7 +309,8 @@ fn expect_100_continue_goes_through_without_deadlock() {
     let mut client = client(&s.edge);
     client
         .write_all(
-            b"PUT /x HTTP/1.1\r\nHost: web.test\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+            b"PUT /x HTTP/1.1\r\nHost: web.test\r\nExpect: 100-continue\r\n\
+              Content-Length: 5\r\n\r\n",
         )
         .unwrap();
     let (interim, rest) = read_head(&mut client);
@@ -327,7 +328,8 @@ fn an_early_final_response_reaches_the_client() {
         let mut conn = accept(&listener);
         let _ = read_head(&mut conn);
         conn.write_all(
-            b"HTTP/1.1 413 Content Too Large\r\nConnection: close\r\nContent-Length: 8\r\n\r\ntoo big!",
+            b"HTTP/1.1 413 Content Too Large\r\nConnection: close\r\n\
+              Content-Length: 8\r\n\r\ntoo big!",
         )
         .unwrap();
         std::thread::sleep(Duration::from_millis(200));
@@ -528,7 +530,8 @@ fn framing_the_edge_must_refuse_is_refused_with_400() {
     });
     let s = setup("refusals", origin);
     for request in [
-        &b"POST / HTTP/1.1\r\nHost: web.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+        &b"POST / HTTP/1.1\r\nHost: web.test\r\nContent-Length: 3\r\n\
+           Transfer-Encoding: chunked\r\n\r\n"[..],
         b"POST / HTTP/1.1\r\nHost: web.test\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
         b"POST / HTTP/1.1\r\nHost: web.test\r\nTransfer-Encoding: gzip\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: web.test\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
@@ -551,7 +554,11 @@ fn framing_the_edge_must_refuse_is_refused_with_400() {
         assert!(head.contains("\r\nConnection: close\r\n"), "{head}");
         // The page, then the edge closes the connection.
         let page = read_to_close(&mut client, rest);
-        assert!(page.ends_with(b"</html>\n"), "{}", String::from_utf8_lossy(&page));
+        assert!(
+            page.ends_with(b"</html>\n"),
+            "{}",
+            String::from_utf8_lossy(&page)
+        );
     }
 }
 

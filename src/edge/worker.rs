@@ -87,7 +87,8 @@ impl Worker {
                 .remove(&tunnel)
                 .unwrap_or_default();
             for conn in conns {
-                tracing::info!(%tunnel, connection = %conn.id, "closing a deleted tunnel's connection");
+                let connection = conn.id;
+                tracing::info!(%tunnel, %connection, "closing a deleted tunnel's connection");
                 conn.conn
                     .close(super::tunnel::CLOSE_DELETED, b"tunnel deleted");
             }
