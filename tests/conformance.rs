@@ -644,3 +644,36 @@ fn responses_with_conflicting_framing_are_cleaned_up() {
     assert_eq!(read_head(&mut client).0, "HTTP/1.1 204 No Content\r\n\r\n");
     script.join().unwrap();
 }
+
+#[test]
+fn an_origin_that_never_accepts_gets_502_after_the_connect_timeout() {
+    // A listener whose accept queue is full drops new SYNs, so connecting hangs.
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    listener
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let origin = listener.local_addr().unwrap().as_socket().unwrap();
+    let fillers: Vec<Socket> = (0..4)
+        .map(|_| {
+            let filler = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            filler.set_nonblocking(true).unwrap();
+            let _ = filler.connect(&origin.into());
+            filler
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+
+    let ingress =
+        format!("  - service: http://{origin}\n    originRequest:\n      connectTimeout: 1s\n");
+    let s = setup_with("connect-timeout", &ingress, &[]);
+    let started = std::time::Instant::now();
+    let response = get(s.edge.http, "web.test", "/");
+    assert_eq!(response.status, 502);
+    let text = response.text();
+    let expected = format!("connecting to origin http://{origin} timed out after 1s");
+    assert!(text.contains(&expected), "{text}");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    drop(fillers);
+}
