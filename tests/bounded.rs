@@ -46,27 +46,12 @@ fn throttle(done: u64) {
     }
 }
 
-struct Setup {
-    _dir: TempDir,
-    edge: Edge,
-    connector: Proc,
+trait Watched {
+    fn pids(&self) -> Vec<u32>;
+    fn idle_rss(&self) -> u64;
 }
 
-fn setup(name: &str, ingress: &str) -> Setup {
-    let dir = TempDir::new(name);
-    let edge = Edge::start(dir.path());
-    let cred = edge.create_tunnel("web");
-    edge.route("web", "web.test");
-    let connector = start_connector(dir.path(), "web", &cred, ingress);
-    edge.wait_connections("web", 2);
-    Setup {
-        _dir: dir,
-        edge,
-        connector,
-    }
-}
-
-impl Setup {
+impl Watched for Setup {
     fn pids(&self) -> Vec<u32> {
         vec![self.edge.proc.child.id(), self.connector.child.id()]
     }
@@ -84,7 +69,7 @@ impl Setup {
 #[test]
 fn a_slow_client_downloading_a_gib_keeps_memory_bounded() {
     let origin = start_origin();
-    let s = setup("slow-client", &format!("  - service: http://{origin}\n"));
+    let s = setup("slow-client", &origin_rule(origin));
     let idle = s.idle_rss();
     let stop = Arc::new(AtomicBool::new(false));
     let peak = watch(s.pids(), stop.clone());
@@ -179,7 +164,7 @@ fn a_slow_origin_receiving_a_gib_keeps_memory_bounded() {
             return got;
         }
     });
-    let s = setup("slow-origin", &format!("  - service: http://{origin}\n"));
+    let s = setup("slow-origin", &origin_rule(origin));
     let idle = s.idle_rss();
     let stop = Arc::new(AtomicBool::new(false));
     let peak = watch(s.pids(), stop.clone());

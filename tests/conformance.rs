@@ -12,36 +12,8 @@ use std::time::Duration;
 
 use common::*;
 
-/// An edge with one tunnel `web` routed at `web.test`, served by a connector with `ingress`.
-struct Setup {
-    _dir: TempDir,
-    edge: Edge,
-    _connector: Proc,
-}
-
-fn setup_with(name: &str, ingress: &str, edge_args: &[&str]) -> Setup {
-    let dir = TempDir::new(name);
-    let edge = Edge::start_with(
-        dir.path(),
-        free_tcp_addr(),
-        free_udp_addr(),
-        free_tcp_addr(),
-        edge_args,
-        &[],
-    );
-    let cred = edge.create_tunnel("web");
-    edge.route("web", "web.test");
-    let connector = start_connector(dir.path(), "web", &cred, ingress);
-    edge.wait_connections("web", 2);
-    Setup {
-        _dir: dir,
-        edge,
-        _connector: connector,
-    }
-}
-
-fn setup(name: &str, origin: SocketAddr) -> Setup {
-    setup_with(name, &format!("  - service: http://{origin}\n"), &[])
+fn setup_to(name: &str, origin: SocketAddr) -> Setup {
+    setup_with(name, &origin_rule(origin), &[])
 }
 
 /// Runs `script` on a listener of its own; the returned handle re-raises its panics.
@@ -121,7 +93,7 @@ fn request_and_response_fields_are_forwarded_exactly() {
         )
         .unwrap();
     });
-    let s = setup("fields", origin);
+    let s = setup_to("fields", origin);
     let mut client = client(&s.edge);
     client
         .write_all(
@@ -195,7 +167,7 @@ fn a_chunked_request_body_reaches_the_origin_whole_and_chunked() {
         conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone")
             .unwrap();
     });
-    let s = setup("chunked-request", origin);
+    let s = setup_to("chunked-request", origin);
     let mut client = client(&s.edge);
     client
         .write_all(
@@ -219,7 +191,7 @@ fn a_response_without_length_is_chunked_for_http11_and_close_delimited_for_http1
                 .unwrap();
         }
     });
-    let s = setup("until-close", origin);
+    let s = setup_to("until-close", origin);
 
     let mut client11 = client(&s.edge);
     client11
@@ -260,7 +232,7 @@ fn head_204_and_304_responses_carry_no_body_and_keep_the_connection() {
             conn.write_all(reply).unwrap();
         }
     });
-    let s = setup("no-body", origin);
+    let s = setup_to("no-body", origin);
     let mut client = client(&s.edge);
     client
         .write_all(b"HEAD / HTTP/1.1\r\nHost: web.test\r\n\r\n")
@@ -305,7 +277,7 @@ fn expect_100_continue_goes_through_without_deadlock() {
         conn.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
             .unwrap();
     });
-    let s = setup("continue", origin);
+    let s = setup_to("continue", origin);
     let mut client = client(&s.edge);
     client
         .write_all(
@@ -334,7 +306,7 @@ fn an_early_final_response_reaches_the_client() {
         .unwrap();
         std::thread::sleep(Duration::from_millis(200));
     });
-    let s = setup("early-413", origin);
+    let s = setup_to("early-413", origin);
     let mut client = client(&s.edge);
     client
         .write_all(b"POST /x HTTP/1.1\r\nHost: web.test\r\nContent-Length: 50000000\r\n\r\n")
@@ -380,7 +352,7 @@ fn server_sent_events_are_forwarded_one_by_one() {
                 .expect("client saw the event");
         }
     });
-    let s = setup("sse", origin);
+    let s = setup_to("sse", origin);
     let mut client = client(&s.edge);
     client
         .write_all(b"GET /events HTTP/1.1\r\nHost: web.test\r\n\r\n")
@@ -432,7 +404,7 @@ fn websocket_upgrade_accepted_then_raw_bytes_both_ways() {
         assert_eq!(rest, b"last words");
         conn.write_all(b"bye").unwrap();
     });
-    let s = setup("websocket", origin);
+    let s = setup_to("websocket", origin);
     let mut client = client(&s.edge);
     client
         .write_all(
@@ -469,7 +441,7 @@ fn a_refused_upgrade_is_an_ordinary_response_and_http_goes_on() {
         conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nyes")
             .unwrap();
     });
-    let s = setup("refused-upgrade", origin);
+    let s = setup_to("refused-upgrade", origin);
     let mut client = client(&s.edge);
     client
         .write_all(
@@ -507,7 +479,7 @@ fn a_pooled_connection_the_origin_closed_is_not_a_502() {
         conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond")
             .unwrap();
     });
-    let s = setup("stale-pool", origin);
+    let s = setup_to("stale-pool", origin);
     let first = get(s.edge.http, "web.test", "/");
     assert_eq!(first.text(), "first");
     std::thread::sleep(Duration::from_millis(300));
@@ -528,7 +500,7 @@ fn framing_the_edge_must_refuse_is_refused_with_400() {
             "a refused request reached the origin"
         );
     });
-    let s = setup("refusals", origin);
+    let s = setup_to("refusals", origin);
     for request in [
         &b"POST / HTTP/1.1\r\nHost: web.test\r\nContent-Length: 3\r\n\
            Transfer-Encoding: chunked\r\n\r\n"[..],
@@ -570,7 +542,7 @@ fn a_malformed_chunk_gets_400_and_the_connection_closes() {
         std::thread::sleep(Duration::from_secs(3));
         drop(listener);
     });
-    let s = setup("bad-chunk", origin);
+    let s = setup_to("bad-chunk", origin);
     let mut client = client(&s.edge);
     client
         .write_all(
@@ -624,7 +596,7 @@ fn responses_with_conflicting_framing_are_cleaned_up() {
         conn.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n")
             .unwrap();
     });
-    let s = setup("cl-te-response", origin);
+    let s = setup_to("cl-te-response", origin);
     let mut client = client(&s.edge);
     client
         .write_all(b"GET / HTTP/1.1\r\nHost: web.test\r\n\r\n")

@@ -9,37 +9,6 @@ use common::*;
 
 const ORIGIN_HELLO: &str = "Hello from the adit origin\n";
 
-/// An edge, one tunnel `web` routed at `web.test`, a connector serving `ingress`.
-struct Setup {
-    _dir: TempDir,
-    edge: Edge,
-    connector: Proc,
-    cred: std::path::PathBuf,
-}
-
-fn setup(name: &str, ingress: &str) -> Setup {
-    setup_in(TempDir::new(name), ingress)
-}
-
-/// As [`setup`], in a directory the test has already put files in.
-fn setup_in(dir: TempDir, ingress: &str) -> Setup {
-    let edge = Edge::start(dir.path());
-    let cred = edge.create_tunnel("web");
-    edge.route("web", "web.test");
-    let connector = start_connector(dir.path(), "web", &cred, ingress);
-    edge.wait_connections("web", 2);
-    Setup {
-        _dir: dir,
-        edge,
-        connector,
-        cred,
-    }
-}
-
-fn origin_rule(origin: std::net::SocketAddr) -> String {
-    format!("  - service: http://{origin}\n")
-}
-
 #[test]
 fn get_returns_the_exact_body() {
     let origin = start_origin();
@@ -351,7 +320,7 @@ fn https_origin_verified_with_ca_pool() {
         origin.addr,
         ca.display()
     );
-    let s = setup_in(dir, &ingress);
+    let s = setup_in(dir, &ingress, &[]);
     for _ in 0..3 {
         let response = get(s.edge.http, "web.test", "/");
         assert_eq!(response.status, 200);
@@ -370,7 +339,7 @@ fn https_origin_verified_with_ca_pool() {
 #[test]
 fn https_origin_with_an_unknown_ca_gets_502() {
     let (origin, dir, _ca) = tls_origin("tls-unknown-ca");
-    let s = setup_in(dir, &format!("  - service: https://{}\n", origin.addr));
+    let s = setup_in(dir, &format!("  - service: https://{}\n", origin.addr), &[]);
     let response = get(s.edge.http, "web.test", "/");
     assert_eq!(response.status, 502);
     let expected = format!(
@@ -387,7 +356,7 @@ fn https_origin_with_no_tls_verify() {
         "  - service: https://{}\n    originRequest:\n      noTLSVerify: true\n",
         origin.addr
     );
-    let s = setup_in(dir, &ingress);
+    let s = setup_in(dir, &ingress, &[]);
     let response = get(s.edge.http, "web.test", "/");
     assert_eq!(response.status, 200);
     assert_eq!(response.text(), TLS_ORIGIN_BODY);
@@ -402,7 +371,7 @@ fn https_origin_with_origin_server_name() {
         origin.addr,
         ca.display()
     );
-    let s = setup_in(dir, &ingress);
+    let s = setup_in(dir, &ingress, &[]);
     let response = get(s.edge.http, "web.test", "/");
     assert_eq!(response.status, 200);
     assert_eq!(response.text(), TLS_ORIGIN_BODY);

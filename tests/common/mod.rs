@@ -656,3 +656,42 @@ impl TestCa {
         leaf
     }
 }
+
+/// An edge with one tunnel `web` routed at `web.test` and a connector (two connections)
+/// serving `ingress`, all in a scratch directory removed with it.
+pub struct Setup {
+    pub dir: TempDir,
+    pub edge: Edge,
+    pub connector: Proc,
+    pub cred: PathBuf,
+}
+
+pub fn setup(name: &str, ingress: &str) -> Setup {
+    setup_in(TempDir::new(name), ingress, &[])
+}
+
+/// As [`setup`], with extra `adit edge` arguments.
+pub fn setup_with(name: &str, ingress: &str, edge_args: &[&str]) -> Setup {
+    setup_in(TempDir::new(name), ingress, edge_args)
+}
+
+/// As [`setup_with`], in a directory the test has already put files in.
+pub fn setup_in(dir: TempDir, ingress: &str, edge_args: &[&str]) -> Setup {
+    let (http, tunnel, admin) = (free_tcp_addr(), free_udp_addr(), free_tcp_addr());
+    let edge = Edge::start_with(dir.path(), http, tunnel, admin, edge_args, &[]);
+    let cred = edge.create_tunnel("web");
+    edge.route("web", "web.test");
+    let connector = start_connector(dir.path(), "web", &cred, ingress);
+    edge.wait_connections("web", 2);
+    Setup {
+        dir,
+        edge,
+        connector,
+        cred,
+    }
+}
+
+/// The ingress rule list with one catch-all rule to `origin`.
+pub fn origin_rule(origin: SocketAddr) -> String {
+    format!("  - service: http://{origin}\n")
+}
