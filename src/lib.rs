@@ -36,6 +36,9 @@
 //! - [`access`]: the access client (`adit access tcp`), which carries local TCP connections
 //!   or stdin/stdout over a WebSocket through the edge to a tunnel's `tcp://` service.
 //! - [`origin`]: the built-in origin (`adit origin`) the tests run against.
+//! - [`bench`]: the benchmark harness (`adit bench`): scenarios from `loadtest/` run directly
+//!   and through an edge and a connector (and peers such as nginx), with throughput, latency
+//!   percentiles, CPU and memory per path, SVG plots, and `bench compare` as a CI gate.
 //! - [`cli`]: the `adit` command line; `main.rs` only parses and dispatches.
 //!
 //! # Departures from `DESIGN.md`
@@ -52,9 +55,11 @@
 //!   edge's HTTP listener, the edge forwards it like any upgrade, and the WebSocket framing
 //!   runs end to end between the access client and the connector. No stream uses
 //!   [`tunnel::frame::StreamKind::Tcp`], and the edge has no raw TCP listeners.
-//! - `load`, `bench` and `metrics` do not exist yet.
+//! - `load` and `metrics` do not exist yet; `bench` measures with a private stand-in for
+//!   the load generator.
 
 pub mod access;
+pub mod bench;
 pub mod cli;
 pub mod connector;
 pub mod control;

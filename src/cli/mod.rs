@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod access;
 mod admin_client;
+mod bench;
 mod ingress;
 mod logging;
 mod quick;
@@ -46,6 +47,52 @@ pub enum Command {
     /// Reach a tunnel's TCP services (SSH, RDP, databases) through the edge.
     #[command(subcommand)]
     Access(AccessCommand),
+    /// Benchmark the scenarios of loadtest/ directly and through the tunnel, or compare runs.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+    /// Scenario names (files in --dir without .toml) or paths [default: all in --dir].
+    pub scenarios: Vec<String>,
+    /// Directory of scenario files.
+    #[arg(long, default_value = "loadtest")]
+    pub dir: PathBuf,
+    /// Write the results as JSON (the input of `adit bench compare`).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write latency percentile plots: one file if it ends in .svg, else a directory with one
+    /// NAME.svg per scenario.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// Also run through these programs when installed (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub peer: Vec<crate::bench::PeerKind>,
+    /// Worker threads of the origin, the edge, the connector and each peer.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Rounds per path, overriding each scenario's.
+    #[arg(long)]
+    pub rounds: Option<u32>,
+    /// Length of each round, overriding each scenario's duration (not a request count).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Compare two `adit bench --json` results; exit 1 when a scenario's throughput dropped
+    /// or its p99 grew by more than --max-regression percent.
+    Compare {
+        base: PathBuf,
+        new: PathBuf,
+        /// Allowed regression, in percent.
+        #[arg(long, default_value_t = 5.0)]
+        max_regression: f64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -274,6 +321,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Quick(args) => quick::quick(args),
         Command::Origin(args) => roles::origin(args),
         Command::Access(AccessCommand::Tcp(args)) => access::tcp(args),
+        Command::Bench(args) => bench::run(args),
         Command::Tunnel(TunnelCommand::Run(args)) => roles::connector(args),
         Command::Tunnel(TunnelCommand::Ingress(cmd)) => ingress::run(cmd),
         Command::Tunnel(cmd) => tunnel::run(cmd),

@@ -1,0 +1,260 @@
+//! Other programs run side by side with adit (`--peer`): nginx and HAProxy as a one-hop
+//! reverse proxy in front of the same origins, rathole as a tunnel (server and client). Their
+//! configs are generated into the run's scratch directory and listen on loopback only; a peer
+//! that is not installed is skipped with a hint on how to install it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use super::stack::{echo_ok, free_tcp, http_ok, Child, HTTP_HOST};
+use super::BenchError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PeerKind {
+    Nginx,
+    Haproxy,
+    Rathole,
+}
+
+impl PeerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerKind::Nginx => "nginx",
+            PeerKind::Haproxy => "haproxy",
+            PeerKind::Rathole => "rathole",
+        }
+    }
+
+    pub fn install_hint(self) -> &'static str {
+        match self {
+            PeerKind::Nginx => "apt-get install nginx",
+            PeerKind::Haproxy => "apt-get install haproxy",
+            PeerKind::Rathole => "cargo install rathole",
+        }
+    }
+}
+
+/// A running peer: where its HTTP and TCP entries listen, and its processes.
+pub struct Peer {
+    pub name: &'static str,
+    pub http: SocketAddr,
+    /// `None` when this peer cannot carry raw TCP here (nginx without its stream module).
+    pub tcp: Option<SocketAddr>,
+    pub processes: Vec<Child>,
+}
+
+/// `name` on PATH, or in the sbin directories Debian installs daemons into.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Starts `kind` in front of `origin` and `echo`; `Ok(None)` when it is not installed.
+pub fn start(
+    kind: PeerKind,
+    dir: &Path,
+    origin: SocketAddr,
+    echo: SocketAddr,
+    workers: usize,
+) -> Result<Option<Peer>, BenchError> {
+    let Some(program) = find_program(kind.name()) else {
+        return Ok(None);
+    };
+    let dir = dir.join(kind.name());
+    std::fs::create_dir_all(&dir)?;
+    let (http, tcp) = (free_tcp()?, free_tcp()?);
+    let mut peer = match kind {
+        PeerKind::Nginx => {
+            let stream = nginx_stream_module(&program);
+            let tcp = stream.as_ref().map(|_| tcp);
+            let conf = nginx_config(&dir, http, origin, tcp.map(|t| (t, echo)), stream, workers);
+            let path = dir.join("nginx.conf");
+            std::fs::write(&path, conf)?;
+            let args = args(&["-p", &dir.to_string_lossy(), "-c", &path.to_string_lossy()]);
+            let child = Child::spawn("nginx", &program, &args, &dir)?;
+            Peer {
+                name: "nginx",
+                http,
+                tcp,
+                processes: vec![child],
+            }
+        }
+        PeerKind::Haproxy => {
+            let path = dir.join("haproxy.cfg");
+            std::fs::write(&path, haproxy_config(http, origin, tcp, echo, workers))?;
+            let args = args(&["-db", "-f", &path.to_string_lossy()]);
+            let child = Child::spawn("haproxy", &program, &args, &dir)?;
+            Peer {
+                name: "haproxy",
+                http,
+                tcp: Some(tcp),
+                processes: vec![child],
+            }
+        }
+        PeerKind::Rathole => {
+            let control = free_tcp()?;
+            let (server, client) = rathole_configs(control, http, origin, tcp, echo);
+            let (server_path, client_path) = (dir.join("server.toml"), dir.join("client.toml"));
+            std::fs::write(&server_path, server)?;
+            std::fs::write(&client_path, client)?;
+            let s_args = args(&["-s", &server_path.to_string_lossy()]);
+            let c_args = args(&["-c", &client_path.to_string_lossy()]);
+            let server = Child::spawn("rathole-server", &program, &s_args, &dir)?;
+            let client = Child::spawn("rathole-client", &program, &c_args, &dir)?;
+            Peer {
+                name: "rathole",
+                http,
+                tcp: Some(tcp),
+                processes: vec![server, client],
+            }
+        }
+    };
+    let tcp = peer.tcp;
+    if let Some(first) = peer.processes.first_mut() {
+        first.wait_ready(|| http_ok(http, HTTP_HOST) && tcp.is_none_or(echo_ok))?;
+    }
+    Ok(Some(peer))
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// The `load_module` line nginx needs for `stream {}` ("" when built in), or `None` when
+/// this nginx has no stream module.
+fn nginx_stream_module(program: &Path) -> Option<String> {
+    let output = std::process::Command::new(program)
+        .arg("-V")
+        .output()
+        .ok()?;
+    let built = String::from_utf8_lossy(&output.stderr).into_owned();
+    if built.contains("--with-stream ") || built.ends_with("--with-stream") {
+        return Some(String::new());
+    }
+    let module = Path::new("/usr/lib/nginx/modules/ngx_stream_module.so");
+    (built.contains("--with-stream=dynamic") && module.is_file())
+        .then(|| format!("load_module {};\n", module.display()))
+}
+
+fn nginx_config(
+    dir: &Path,
+    http: SocketAddr,
+    origin: SocketAddr,
+    tcp: Option<(SocketAddr, SocketAddr)>,
+    stream_module: Option<String>,
+    workers: usize,
+) -> String {
+    let d = dir.display();
+    let stream = match tcp {
+        Some((listen, echo)) => {
+            format!("stream {{\n  server {{ listen {listen}; proxy_pass {echo}; }}\n}}\n")
+        }
+        None => String::new(),
+    };
+    // In the foreground, so the master is our child: SIGTERM to it stops its workers.
+    format!(
+        "{module}daemon off;\nworker_processes {workers};\npid {d}/nginx.pid;\n\
+         error_log {d}/error.log warn;\n\
+         events {{ worker_connections 8192; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  \
+         proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  \
+         uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
+         upstream origin {{ server {origin}; keepalive 256; }}\n  \
+         server {{\n    listen {http};\n    client_max_body_size 0;\n    \
+         location / {{\n      proxy_pass http://origin;\n      proxy_http_version 1.1;\n      \
+         proxy_set_header Connection \"\";\n      proxy_request_buffering off;\n      \
+         proxy_buffering off;\n    }}\n  }}\n}}\n{stream}",
+        module = stream_module.unwrap_or_default(),
+    )
+}
+
+fn haproxy_config(
+    http: SocketAddr,
+    origin: SocketAddr,
+    tcp: SocketAddr,
+    echo: SocketAddr,
+    workers: usize,
+) -> String {
+    format!(
+        "global\n  maxconn 20000\n  nbthread {workers}\n\
+         defaults\n  mode http\n  option http-keep-alive\n  timeout connect 5s\n  \
+         timeout client 60s\n  timeout server 60s\n\
+         frontend http_in\n  bind {http}\n  default_backend origin\n\
+         backend origin\n  http-reuse always\n  server origin {origin}\n\
+         frontend tcp_in\n  mode tcp\n  bind {tcp}\n  default_backend echo\n\
+         backend echo\n  mode tcp\n  server echo {echo}\n"
+    )
+}
+
+/// rathole's server (public side) and client (next to the origins) configs.
+fn rathole_configs(
+    control: SocketAddr,
+    http: SocketAddr,
+    origin: SocketAddr,
+    tcp: SocketAddr,
+    echo: SocketAddr,
+) -> (String, String) {
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let server = format!(
+        "[server]\nbind_addr = \"{control}\"\ndefault_token = \"{token}\"\n\n\
+         [server.services.http]\nbind_addr = \"{http}\"\n\n\
+         [server.services.tcp]\nbind_addr = \"{tcp}\"\n"
+    );
+    let client = format!(
+        "[client]\nremote_addr = \"{control}\"\ndefault_token = \"{token}\"\n\n\
+         [client.services.http]\nlocal_addr = \"{origin}\"\n\n\
+         [client.services.tcp]\nlocal_addr = \"{echo}\"\n"
+    );
+    (server, client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn haproxy_listens_on_loopback_only() {
+        let cfg = haproxy_config(addr(1), addr(2), addr(3), addr(4), 2);
+        assert!(cfg.contains("nbthread 2\n"));
+        assert!(cfg.contains("bind 127.0.0.1:1\n"));
+        assert!(cfg.contains("server origin 127.0.0.1:2\n"));
+        assert!(cfg.contains("bind 127.0.0.1:3\n"));
+        assert!(cfg.contains("server echo 127.0.0.1:4\n"));
+    }
+
+    #[test]
+    fn nginx_stream_only_with_its_module() {
+        let dir = Path::new("/tmp/x");
+        let without = nginx_config(dir, addr(1), addr(2), None, None, 1);
+        assert!(without.starts_with("daemon off;\nworker_processes 1;\n"));
+        assert!(!without.contains("stream"));
+        assert!(without.contains("    listen 127.0.0.1:1;\n"));
+        let module = Some("load_module m.so;\n".to_owned());
+        let with = nginx_config(dir, addr(1), addr(2), Some((addr(3), addr(4))), module, 1);
+        assert!(with.starts_with("load_module m.so;\ndaemon off;\n"));
+        assert!(with
+            .ends_with("stream {\n  server { listen 127.0.0.1:3; proxy_pass 127.0.0.1:4; }\n}\n"));
+    }
+
+    #[test]
+    fn rathole_pairs_share_a_token() {
+        let (server, client) = rathole_configs(addr(1), addr(2), addr(3), addr(4), addr(5));
+        let token = |text: &str| {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("default_token"))
+                .unwrap();
+            line.to_owned()
+        };
+        assert_eq!(token(&server), token(&client));
+        assert!(server.contains("[server.services.http]\nbind_addr = \"127.0.0.1:2\""));
+        assert!(client.contains("[client.services.tcp]\nlocal_addr = \"127.0.0.1:5\""));
+    }
+}
