@@ -234,7 +234,7 @@ mod tests {
         let dir = Path::new("/tmp/x");
         let without = nginx_config(dir, addr(1), addr(2), None, None, 1);
         assert!(without.starts_with("daemon off;\nworker_processes 1;\n"));
-        assert!(!without.contains("stream"));
+        assert!(!without.contains("stream {"));
         assert!(without.contains("    listen 127.0.0.1:1;\n"));
         let module = Some("load_module m.so;\n".to_owned());
         let with = nginx_config(dir, addr(1), addr(2), Some((addr(3), addr(4))), module, 1);
