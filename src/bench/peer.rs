@@ -179,7 +179,7 @@ fn haproxy_config(
     workers: usize,
 ) -> String {
     format!(
-        "global\n  maxconn 20000\n  nbthread {workers}\n\
+        "global\n  maxconn 4096\n  nbthread {workers}\n\
          defaults\n  mode http\n  option http-keep-alive\n  timeout connect 5s\n  \
          timeout client 60s\n  timeout server 60s\n\
          frontend http_in\n  bind {http}\n  default_backend origin\n\

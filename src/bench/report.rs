@@ -313,7 +313,11 @@ pub fn table(report: &BenchReport) -> String {
                 let _ = writeln!(out, "{:<16}   cpu, peak rss: {}", "", procs.join(", "));
             }
         }
-        for (path, ratio) in &scenario.ratios {
+        let ratios = scenario
+            .paths
+            .iter()
+            .filter_map(|p| Some((&p.path, scenario.ratios.get(&p.path)?)));
+        for (path, ratio) in ratios {
             let throughput = if scenario.is_bulk() {
                 ratio.bytes_per_sec
             } else {
