@@ -244,7 +244,7 @@ pub fn curve(h: &Histogram<u64>) -> Vec<[f64; 2]> {
 pub fn format_us(us: u64) -> String {
     match us {
         0..=9_999 => format!("{us}µs"),
-        10_000..=9_999_999 => format!("{:.2}ms", us as f64 / 1e3),
+        10_000..=999_999 => format!("{:.2}ms", us as f64 / 1e3),
         _ => format!("{:.2}s", us as f64 / 1e6),
     }
 }
@@ -269,8 +269,10 @@ fn format_bytes_rate(per_sec: f64) -> String {
 fn format_cpu(process: &ProcessReport, bulk: bool) -> String {
     let per = if bulk {
         format!("{:.2}s/GiB", process.cpu_per_unit)
-    } else {
+    } else if process.cpu_per_unit < 1e-3 {
         format!("{:.1}µs/req", process.cpu_per_unit * 1e6)
+    } else {
+        format!("{:.2}ms/req", process.cpu_per_unit * 1e3)
     };
     format!(
         "{} {per} {:.1}MiB",
@@ -373,9 +375,22 @@ mod tests {
     fn durations_print_short() {
         assert_eq!(format_us(312), "312µs");
         assert_eq!(format_us(15_230), "15.23ms");
+        assert_eq!(format_us(999_999), "1000.00ms");
+        assert_eq!(format_us(1_153_020), "1.15s");
         assert_eq!(format_us(12_000_000), "12.00s");
         assert_eq!(format_rate(25_312.0), "25.3k");
         assert_eq!(format_rate(812.4), "812");
         assert_eq!(format_bytes_rate(3.0 * 1048576.0), "3.0MiB/s");
+        let mut edge = ProcessReport {
+            role: "edge".into(),
+            cpu_s: 1.0,
+            cpu_per_unit: 0.085,
+            peak_rss_kib: 48230,
+        };
+        assert_eq!(format_cpu(&edge, false), "edge 85.00ms/req 47.1MiB");
+        edge.cpu_per_unit = 0.000_102_3;
+        assert_eq!(format_cpu(&edge, false), "edge 102.3µs/req 47.1MiB");
+        edge.cpu_per_unit = 11.97;
+        assert_eq!(format_cpu(&edge, true), "edge 11.97s/GiB 47.1MiB");
     }
 }
