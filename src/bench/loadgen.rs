@@ -75,8 +75,14 @@ pub struct Errors {
 }
 
 impl Errors {
-    pub fn total(&self) -> u64 {
-        self.connect + self.timeout + self.read + self.write + self.status.values().sum::<u64>()
+    /// Responses that were not 2xx.
+    pub fn non_2xx(&self) -> u64 {
+        self.status.values().sum()
+    }
+
+    /// Failed connects, timeouts, reads and writes.
+    pub fn transport(&self) -> u64 {
+        self.connect + self.timeout + self.read + self.write
     }
 
     fn add(&mut self, other: &Errors) {
@@ -127,7 +133,7 @@ impl Report {
             "bytes_read": self.bytes_read,
             "bytes_written": self.bytes_written,
             "elapsed_s": self.elapsed.as_secs_f64(),
-            "errors": self.errors.total(),
+            "errors": self.errors.transport() + self.errors.non_2xx(),
         })
     }
 }

@@ -235,7 +235,7 @@ fn run_scenario(
                 .collect();
             let bytes = round.bytes_read + round.bytes_written;
             let elapsed = round.elapsed.as_secs_f64();
-            let errors = round.errors.total();
+            let errors = round.errors.transport() + round.errors.non_2xx();
             tally.add_round(
                 round.requests,
                 errors,
