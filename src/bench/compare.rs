@@ -205,9 +205,12 @@ mod tests {
             ]
         );
         assert_eq!(result.missing, ["gone"]);
-        assert!(result
-            .render(5.0)
-            .ends_with("FAIL: 3 regressions of more than 5%:\n  small-get/tunnel: req/s dropped 6.0% (5000 -> 4700)\n  small-get/tunnel: p99 grew 10.0% (400µs -> 440µs)\n  tcp-bulk/tunnel: bytes/s dropped 10.0% (1000 -> 900)\n"));
+        assert!(result.render(5.0).ends_with(
+            "FAIL: 3 regressions of more than 5%:\n  \
+             small-get/tunnel: req/s dropped 6.0% (5000 -> 4700)\n  \
+             small-get/tunnel: p99 grew 10.0% (400µs -> 440µs)\n  \
+             tcp-bulk/tunnel: bytes/s dropped 10.0% (1000 -> 900)\n"
+        ));
     }
 
     #[test]

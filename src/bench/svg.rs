@@ -58,12 +58,14 @@ fn panel(out: &mut String, scenario: &ScenarioReport) {
 
     let _ = writeln!(
         out,
-        "<text x=\"{LEFT}\" y=\"24\" font-size=\"15\" font-weight=\"bold\">{} latency by percentile</text>",
+        "<text x=\"{LEFT}\" y=\"24\" font-size=\"15\" font-weight=\"bold\">\
+         {} latency by percentile</text>",
         escape(&scenario.name)
     );
     let _ = writeln!(
         out,
-        "<rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{plot_w}\" height=\"{plot_h}\" fill=\"none\" stroke=\"#888888\"/>"
+        "<rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{plot_w}\" height=\"{plot_h}\" \
+         fill=\"none\" stroke=\"#888888\"/>"
     );
     for n in 0..=max_nines as u32 {
         let px = x(f64::from(n));
@@ -112,7 +114,8 @@ fn panel(out: &mut String, scenario: &ScenarioReport) {
         let lx = LEFT + plot_w + 12.0;
         let _ = writeln!(
             out,
-            "<line x1=\"{lx:.1}\" y1=\"{ly:.1}\" x2=\"{:.1}\" y2=\"{ly:.1}\" stroke=\"{color}\" stroke-width=\"3\"/>\n\
+            "<line x1=\"{lx:.1}\" y1=\"{ly:.1}\" x2=\"{:.1}\" y2=\"{ly:.1}\" \
+             stroke=\"{color}\" stroke-width=\"3\"/>\n\
              <text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
             lx + 20.0,
             lx + 26.0,
