@@ -36,6 +36,8 @@
 //! - [`access`]: the access client (`adit access tcp`), which carries local TCP connections
 //!   or stdin/stdout over a WebSocket through the edge to a tunnel's `tcp://` service.
 //! - [`origin`]: the built-in origin (`adit origin`) the tests run against.
+//! - [`load`]: the load generator (`adit load`): HTTP and TCP load from one monoio runtime
+//!   per worker, closed or open loop (coordinated omission corrected), HdrHistogram reports.
 //! - [`cli`]: the `adit` command line; `main.rs` only parses and dispatches.
 //!
 //! # Departures from `DESIGN.md`
@@ -52,7 +54,7 @@
 //!   edge's HTTP listener, the edge forwards it like any upgrade, and the WebSocket framing
 //!   runs end to end between the access client and the connector. No stream uses
 //!   [`tunnel::frame::StreamKind::Tcp`], and the edge has no raw TCP listeners.
-//! - `load`, `bench` and `metrics` do not exist yet.
+//! - `bench` and `metrics` do not exist yet.
 
 pub mod access;
 pub mod cli;
@@ -60,6 +62,7 @@ pub mod connector;
 pub mod control;
 pub mod edge;
 pub mod http;
+pub mod load;
 pub mod origin;
 pub mod quic;
 pub mod runtime;
