@@ -223,7 +223,7 @@ fn with_progress(
         let rate = p.requests as f64 / p.elapsed.as_secs_f64().max(1e-9);
         let left = p
             .left
-            .map_or(String::new(), |l| format!(", {}s left", l.as_secs()));
+            .map_or(String::new(), |l| format!(", {:.0}s left", l.as_secs_f64()));
         eprint!(
             "\r\x1b[K{} requests, {rate:.0}/s, p99 {}, {} errors{left}",
             p.requests,
