@@ -39,6 +39,8 @@
 //! - [`bench`]: the benchmark harness (`adit bench`): scenarios from `loadtest/` run directly
 //!   and through an edge and a connector (and peers such as nginx), with throughput, latency
 //!   percentiles, CPU and memory per path, SVG plots, and `bench compare` as a CI gate.
+//! - [`load`]: the load generator (`adit load`): HTTP and TCP load from one monoio runtime
+//!   per worker, closed or open loop (coordinated omission corrected), HdrHistogram reports.
 //! - [`cli`]: the `adit` command line; `main.rs` only parses and dispatches.
 //!
 //! # Departures from `DESIGN.md`
@@ -55,8 +57,7 @@
 //!   edge's HTTP listener, the edge forwards it like any upgrade, and the WebSocket framing
 //!   runs end to end between the access client and the connector. No stream uses
 //!   [`tunnel::frame::StreamKind::Tcp`], and the edge has no raw TCP listeners.
-//! - `load` and `metrics` do not exist yet; `bench` measures with a private stand-in for
-//!   the load generator.
+//! - `metrics` does not exist yet.
 
 pub mod access;
 pub mod bench;
@@ -65,6 +66,7 @@ pub mod connector;
 pub mod control;
 pub mod edge;
 pub mod http;
+pub mod load;
 pub mod origin;
 pub mod quic;
 pub mod runtime;

@@ -13,7 +13,6 @@
 //! table, [`svg`] draws the percentile curves and [`compare`] is the regression gate.
 
 pub mod compare;
-mod loadgen;
 pub mod peer;
 pub mod procstat;
 pub mod report;
@@ -34,9 +33,9 @@ pub use scenario::{Load, Scenario, ScenarioError, Stop, TcpScenario};
 use report::{PathTally, ScenarioReport};
 use stack::Stack;
 
-// The load generator: a private stand-in until `adit::load` lands, then `crate::load`.
-use loadgen as load;
-const LOAD_GENERATOR: &str = "adit bench shim (one blocking thread per connection)";
+// What measures every path.
+use crate::load;
+const LOAD_GENERATOR: &str = "adit load (one monoio runtime per worker)";
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -13,6 +13,7 @@ mod access;
 mod admin_client;
 mod bench;
 mod ingress;
+mod load;
 mod logging;
 mod quick;
 mod roles;
@@ -49,6 +50,93 @@ pub enum Command {
     Access(AccessCommand),
     /// Benchmark the scenarios of loadtest/ directly and through the tunnel, or compare runs.
     Bench(BenchArgs),
+    /// Generate HTTP or TCP load and report throughput and latency percentiles.
+    #[command(subcommand)]
+    Load(LoadCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LoadCommand {
+    /// HTTP/1.1 load on keep-alive connections against URL (http://host:port/path).
+    Http(LoadHttpArgs),
+    /// Raw TCP load against an echo server at ADDR (host:port).
+    Tcp(LoadTcpArgs),
+}
+
+/// Flags every load shares.
+#[derive(Debug, Clone, Args)]
+pub struct LoadCommon {
+    /// Connections, spread over the workers.
+    #[arg(long, short, default_value_t = 10)]
+    pub connections: usize,
+    /// Run this long, e.g. 10s or 1m (default 10s unless --requests is given).
+    #[arg(long, short, value_parser = humantime::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// Stop after exactly this many completed requests (with --duration, whichever comes
+    /// first).
+    #[arg(long, short = 'n')]
+    pub requests: Option<u64>,
+    /// Worker threads, one runtime each (default: one per core, at most --connections).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Write the report and the configuration as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the latency distribution in HdrHistogram's percentile text format (.hgrm).
+    #[arg(long, value_name = "FILE")]
+    pub hgrm: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LoadHttpArgs {
+    /// Target URL, http://host:port/path.
+    pub url: String,
+    #[command(flatten)]
+    pub common: LoadCommon,
+    /// Request method.
+    #[arg(long, short = 'X', default_value = "GET")]
+    pub method: String,
+    /// Extra request header, 'Name: value'; repeatable.
+    #[arg(long, short = 'H')]
+    pub header: Vec<String>,
+    /// Send this file's contents as the request body.
+    #[arg(long, value_name = "FILE")]
+    pub body_file: Option<PathBuf>,
+    /// Host header to send (default: the URL's host and port), e.g. to reach a hostname
+    /// through an edge addressed by IP.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Open loop at this many requests per second in total, latency measured from each
+    /// request's intended send time (default: closed loop).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// A request without a complete response after this long counts as a timeout.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TcpModeArg {
+    /// Round trips of --size byte messages: latency of write to full echo.
+    Rtt,
+    /// Bulk writes of 64 KiB blocks (what comes back is drained): bytes sent per second.
+    Upload,
+    /// Bulk blocks written and read back from an echo server: bytes received per second.
+    Download,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LoadTcpArgs {
+    /// Echo server address, host:port.
+    pub addr: String,
+    #[command(flatten)]
+    pub common: LoadCommon,
+    /// What to measure.
+    #[arg(long, value_enum, default_value = "rtt")]
+    pub mode: TcpModeArg,
+    /// Message size in bytes for --mode rtt.
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
 }
 
 #[derive(Debug, Args)]
@@ -322,6 +410,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Origin(args) => roles::origin(args),
         Command::Access(AccessCommand::Tcp(args)) => access::tcp(args),
         Command::Bench(args) => bench::run(args),
+        Command::Load(command) => load::run(command),
         Command::Tunnel(TunnelCommand::Run(args)) => roles::connector(args),
         Command::Tunnel(TunnelCommand::Ingress(cmd)) => ingress::run(cmd),
         Command::Tunnel(cmd) => tunnel::run(cmd),

@@ -1,0 +1,341 @@
+//! The part every load shares: worker threads with one runtime each, the connections spread
+//! over them, the `-n` budget, the progress copies, and the merge at the end.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::report::{latency_histogram, Report};
+use super::{LoadError, Progress, DEFAULT_DURATION};
+use crate::runtime;
+
+/// How often workers copy their counts for the progress line, and how often it is shown.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often the calling thread looks whether the workers are done.
+const JOIN_POLL: Duration = Duration::from_millis(20);
+
+/// Pause after a failed connect before the next attempt, so a refusing target is not
+/// hammered in a tight loop.
+pub(super) const RECONNECT_PAUSE: Duration = Duration::from_millis(10);
+
+/// The shape of a run, whatever the protocol.
+pub(super) struct Plan {
+    pub connections: usize,
+    pub workers: usize,
+    pub duration: Option<Duration>,
+    pub requests: Option<u64>,
+}
+
+impl Plan {
+    fn validate(&self) -> Result<(), LoadError> {
+        if self.connections == 0 {
+            return Err(LoadError::Invalid("at least one connection is needed"));
+        }
+        if self.workers == 0 {
+            return Err(LoadError::Invalid("at least one worker is needed"));
+        }
+        if self.requests == Some(0) {
+            return Err(LoadError::Invalid("the request count must be above 0"));
+        }
+        Ok(())
+    }
+
+    /// The run's duration: the one given, none when only a request count is, else the default.
+    fn duration(&self) -> Option<Duration> {
+        match (self.duration, self.requests) {
+            (Some(d), _) => Some(d),
+            (None, Some(_)) => None,
+            (None, None) => Some(DEFAULT_DURATION),
+        }
+    }
+}
+
+/// The `-n` budget. Each request takes a ticket before it is sent and keeps it until a
+/// response completes (a failed attempt is retried with the same ticket), so exactly the
+/// budget completes. Workers claim tickets from the shared count in batches, a smaller batch
+/// the less is left, so the atomic is touched once per batch, not per request.
+pub(super) struct Tickets {
+    shared: Option<Arc<AtomicU64>>,
+    local: Cell<u64>,
+    /// The shared remainder is divided by this to size a batch.
+    divisor: u64,
+}
+
+/// Most tickets one claim takes.
+const MAX_BATCH: u64 = 64;
+
+impl Tickets {
+    fn new(shared: Option<Arc<AtomicU64>>, workers: usize) -> Tickets {
+        Tickets {
+            shared,
+            local: Cell::new(0),
+            divisor: 8 * workers as u64,
+        }
+    }
+
+    /// Takes one ticket; false once the budget is spent (always true without a budget).
+    pub fn take(&self) -> bool {
+        let Some(shared) = &self.shared else {
+            return true;
+        };
+        let local = self.local.get();
+        if local > 0 {
+            self.local.set(local - 1);
+            return true;
+        }
+        let mut left = shared.load(Ordering::Relaxed);
+        loop {
+            if left == 0 {
+                return false;
+            }
+            let batch = (left / self.divisor).clamp(1, MAX_BATCH);
+            match shared.compare_exchange_weak(
+                left,
+                left - batch,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    self.local.set(batch - 1);
+                    return true;
+                }
+                Err(now) => left = now,
+            }
+        }
+    }
+}
+
+/// What one worker's connections share: counters, histogram, budget and the run's end.
+pub(super) struct Worker {
+    pub stats: RefCell<Report>,
+    pub tickets: Tickets,
+    /// When the run started (the same instant on every worker).
+    pub start: Instant,
+    /// When the run ends, if it has a duration.
+    pub deadline: Option<Instant>,
+}
+
+impl Worker {
+    /// Whether the run's duration is over.
+    pub fn expired(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|end| now >= end)
+    }
+
+    /// When to give up waiting on something started at `from`: after `timeout`, or at the
+    /// run's end if that comes first. The flag says the run's end is the one that applies.
+    pub fn wait_until(&self, from: Instant, timeout: Duration) -> (monoio::time::Instant, bool) {
+        let limit = from + timeout;
+        match self.deadline {
+            Some(end) if end <= limit => (monoio::time::Instant::from_std(end), true),
+            _ => (monoio::time::Instant::from_std(limit), false),
+        }
+    }
+
+    /// Sleeps until `until`, or until the run ends; false when the run ended first.
+    pub async fn sleep_until(&self, until: Instant) -> bool {
+        let end = self.deadline.map_or(until, |end| end.min(until));
+        monoio::time::sleep_until(monoio::time::Instant::from_std(end)).await;
+        !self.expired(Instant::now())
+    }
+}
+
+/// One worker's counts as the progress line last saw them.
+struct Snapshot {
+    report: Report,
+}
+
+/// Runs `connection(worker, index)` for every connection index, spread over the plan's
+/// workers (connection `i` on worker `i % workers`), and merges their reports.
+pub(super) fn drive<F, Fut>(
+    plan: &Plan,
+    progress: Option<&(dyn Fn(&Progress) + Sync)>,
+    connection: F,
+) -> Result<Report, LoadError>
+where
+    F: Fn(Rc<Worker>, usize) -> Fut + Send + Clone + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    plan.validate()?;
+    let workers = plan.workers.min(plan.connections);
+    let shared = plan.requests.map(|n| Arc::new(AtomicU64::new(n)));
+    let start = Instant::now();
+    let duration = plan.duration();
+    let deadline = duration.map(|d| start + d);
+    let snapshots: Vec<Arc<Mutex<Snapshot>>> = (0..workers)
+        .map(|_| {
+            Arc::new(Mutex::new(Snapshot {
+                report: Report::empty(),
+            }))
+        })
+        .collect();
+
+    let mut threads = Vec::with_capacity(workers);
+    for (index, snapshot) in snapshots.iter().enumerate() {
+        let connections: Vec<usize> = (index..plan.connections).step_by(workers).collect();
+        let tickets = Tickets::new(shared.clone(), workers);
+        let snapshot = progress.is_some().then(|| snapshot.clone());
+        let connection = connection.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("load-{index}"))
+            .spawn(move || {
+                let worker = Rc::new(Worker {
+                    stats: RefCell::new(Report::empty()),
+                    tickets,
+                    start,
+                    deadline,
+                });
+                runtime::block_on(run_worker(worker, connections, snapshot, connection))
+            })
+            .map_err(LoadError::Spawn)?;
+        threads.push(thread);
+    }
+
+    if let Some(progress) = progress {
+        watch(&threads, &snapshots, start, duration, progress);
+    }
+    let mut report = Report::empty();
+    for thread in threads {
+        match thread.join() {
+            Ok(Ok(worker)) => report.merge(&worker),
+            Ok(Err(err)) => return Err(LoadError::Spawn(err)),
+            Err(_) => return Err(LoadError::WorkerPanicked),
+        }
+    }
+    report.elapsed = start.elapsed();
+    Ok(report)
+}
+
+async fn run_worker<F, Fut>(
+    worker: Rc<Worker>,
+    connections: Vec<usize>,
+    snapshot: Option<Arc<Mutex<Snapshot>>>,
+    connection: F,
+) -> Report
+where
+    F: Fn(Rc<Worker>, usize) -> Fut,
+    Fut: Future<Output = ()> + 'static,
+{
+    let tasks: Vec<_> = connections
+        .into_iter()
+        .map(|index| monoio::spawn(connection(worker.clone(), index)))
+        .collect();
+    // The copier is dropped with the runtime once the connections are done.
+    if let Some(snapshot) = snapshot {
+        let worker = worker.clone();
+        monoio::spawn(async move {
+            loop {
+                monoio::time::sleep(PROGRESS_INTERVAL).await;
+                let stats = worker.stats.borrow();
+                if let Ok(mut copy) = snapshot.lock() {
+                    copy.report.requests = stats.requests;
+                    copy.report.errors.clone_from(&stats.errors);
+                    let _ = copy.report.latency.set_to(&stats.latency);
+                }
+            }
+        });
+    }
+    for task in tasks {
+        task.await;
+    }
+    worker.stats.replace(Report::empty())
+}
+
+/// Calls `progress` about once a second until every worker thread has finished.
+fn watch(
+    threads: &[std::thread::JoinHandle<std::io::Result<Report>>],
+    snapshots: &[Arc<Mutex<Snapshot>>],
+    start: Instant,
+    duration: Option<Duration>,
+    progress: &(dyn Fn(&Progress) + Sync),
+) {
+    let mut merged = latency_histogram();
+    let mut next = start + PROGRESS_INTERVAL + JOIN_POLL;
+    while !threads.iter().all(|t| t.is_finished()) {
+        std::thread::sleep(JOIN_POLL);
+        let now = Instant::now();
+        if now < next {
+            continue;
+        }
+        next = now + PROGRESS_INTERVAL;
+        merged.reset();
+        let mut requests = 0;
+        let mut errors = 0;
+        for snapshot in snapshots {
+            if let Ok(copy) = snapshot.lock() {
+                requests += copy.report.requests;
+                errors += copy.report.errors.transport();
+                let _ = merged.add(&copy.report.latency);
+            }
+        }
+        let elapsed = now - start;
+        progress(&Progress {
+            requests,
+            elapsed,
+            p99: Duration::from_micros(merged.value_at_percentile(99.0)),
+            left: duration.map(|d| d.saturating_sub(elapsed)),
+            errors,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tickets_hand_out_exactly_the_budget_across_workers() {
+        let shared = Arc::new(AtomicU64::new(1000));
+        let a = Tickets::new(Some(shared.clone()), 2);
+        let b = Tickets::new(Some(shared.clone()), 2);
+        let mut taken = 0;
+        loop {
+            let got_a = a.take();
+            let got_b = b.take();
+            taken += u64::from(got_a) + u64::from(got_b);
+            if !got_a && !got_b {
+                break;
+            }
+        }
+        assert_eq!(taken, 1000);
+        assert_eq!(shared.load(Ordering::Relaxed), 0);
+        assert!(!a.take());
+    }
+
+    #[test]
+    fn first_claim_takes_a_sixteenth_per_worker_pair() {
+        let shared = Arc::new(AtomicU64::new(1000));
+        let tickets = Tickets::new(Some(shared.clone()), 2);
+        assert!(tickets.take());
+        // 1000 / (8 * 2) = 62 claimed, one used.
+        assert_eq!(shared.load(Ordering::Relaxed), 938);
+        assert_eq!(tickets.local.get(), 61);
+    }
+
+    #[test]
+    fn no_budget_never_runs_out() {
+        let tickets = Tickets::new(None, 1);
+        assert!((0..10_000).all(|_| tickets.take()));
+    }
+
+    #[test]
+    fn plan_defaults_and_refusals() {
+        let plan = |duration, requests| Plan {
+            connections: 1,
+            workers: 1,
+            duration,
+            requests,
+        };
+        assert_eq!(plan(None, None).duration(), Some(DEFAULT_DURATION));
+        assert_eq!(plan(None, Some(5)).duration(), None);
+        let two = Some(Duration::from_secs(2));
+        assert_eq!(plan(two, Some(5)).duration(), two);
+        assert!(matches!(
+            plan(None, Some(0)).validate(),
+            Err(LoadError::Invalid(_))
+        ));
+    }
+}
