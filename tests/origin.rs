@@ -247,6 +247,18 @@ Expect: 100-continue\r\n\r\n",
     let response = client.response(false);
     assert_eq!(response.status, 200);
     assert_eq!(response.body, b"ping");
+
+    client.send(
+        b"POST /sha256 HTTP/1.1\r\nHost: origin.test\r\nContent-Length: 3\r\n\
+Expect: 100-continue\r\n\r\n",
+    );
+    assert_eq!(client.take(25), b"HTTP/1.1 100 Continue\r\n\r\n");
+    client.send(b"abc");
+    let response = client.response(false);
+    assert_eq!(
+        response.body,
+        b"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
 }
 
 #[test]

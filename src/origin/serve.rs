@@ -123,11 +123,6 @@ pub async fn serve_connection(stream: TcpStream) -> io::Result<()> {
             None => return Ok(()),
         };
         let mut decoder = BodyDecoder::new(request.framing);
-        if let Route::WebSocket(accept) = &request.route {
-            conn.switch_protocols(accept);
-            conn.flush().await?;
-            return websocket::echo(&mut conn).await;
-        }
         respond(&mut conn, &mut decoder, request).await?;
         if !conn.keep_alive {
             return Ok(());
@@ -240,6 +235,7 @@ async fn respond(conn: &mut Conn, decoder: &mut BodyDecoder, request: Request) -
     let head_only = request.head_only;
     if request.expect_continue && matches!(request.route, Route::Echo | Route::Sha256) {
         conn.out.put_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        conn.flush().await?;
     }
     match request.route {
         Route::Hello if conn.keep_alive && !conn.http10 && !head_only => {
@@ -272,7 +268,14 @@ async fn respond(conn: &mut Conn, decoder: &mut BodyDecoder, request: Request) -
             conn.flush().await
         }
         Route::BadRequest(why) => conn.fixed(400, TEXT, why.as_bytes(), head_only).await,
-        Route::WebSocket(_) | Route::NotFound => {
+        Route::WebSocket(accept) => {
+            // The connection stops being HTTP: whatever follows is WebSocket frames.
+            conn.keep_alive = false;
+            conn.switch_protocols(&accept);
+            conn.flush().await?;
+            websocket::echo(conn).await
+        }
+        Route::NotFound => {
             let body = b"no such route on the adit origin\n";
             conn.fixed(404, TEXT, body, head_only).await
         }
