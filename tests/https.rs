@@ -91,13 +91,8 @@ fn the_origin_sees_https_and_bodies_arrive_whole() {
 
     let response = client.request("GET", "a.test", "/headers", None);
     assert_eq!(response.status, 200);
-    let headers: Vec<(String, String)> = serde_json::from_slice(&response.body).unwrap();
-    let proto: Vec<&str> = headers
-        .iter()
-        .filter(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-proto"))
-        .map(|(_, value)| value.as_str())
-        .collect();
-    assert_eq!(proto, ["https"]);
+    let headers: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(headers["x-forwarded-proto"], "https");
 
     let body = pattern(1024 * 1024);
     let expected = hex::encode(ring::digest::digest(&ring::digest::SHA256, &body));

@@ -1,16 +1,38 @@
 //! The built-in origin: a small thread-per-core HTTP/1.1 server with keep-alive, used by
-//! the tests, the benchmarks and as a target users can try the tunnel against.
+//! the tests, the benchmarks and as a target users can try the tunnel against. Every route
+//! answers `HEAD` with its head alone.
 //!
-//! Routes: `/` (short hello), `/bytes/N` (N bytes, streamed), `/echo` (the request body back,
-//! streamed), `/sha256` (hex SHA-256 of the body), `/stream?chunks=N&interval_ms=M` (chunked,
-//! one flushed chunk every M ms), `/delay/MS`, `/status/CODE`, `/headers` (the request
-//! headers as JSON).
+//! Routes:
+//!
+//! - `/`: a short hello (`text/plain`).
+//! - `/bytes/N`: N bytes of `abc…z` repeated (byte `i` is `b'a' + (i % 65536) % 26`), with
+//!   `Content-Length`, written from one block in static memory whatever N is.
+//! - `/echo`: the request body back as it streams in, with the request's `Content-Length`,
+//!   or chunked when the request was.
+//! - `/sha256`: the hex SHA-256 of the request body.
+//! - `/stream?chunks=N&interval_ms=M`: N chunks `chunk i\n` (default 10), one every M ms
+//!   (default 0), each written as it is made.
+//! - `/sse?events=N&interval_ms=M`: the same as `text/event-stream`, events `data: event
+//!   i\n\n`.
+//! - `/delay/MS`: `done\n` after MS milliseconds (at most 10 minutes).
+//! - `/status/CODE`: that status (200 to 599) with `CODE reason\n` as the body.
+//! - `/headers`: the request's fields as a JSON object, names lowercased in the order they
+//!   first came, each mapping to its value, or to the array of its values when it came more
+//!   than once: `{"host":"a.test","x-tag":["one","two"]}`.
+//! - `/ws`: a WebSocket echo (data frames back with their opcode, ping answered with pong,
+//!   close with close). A `/ws` request that is not a WebSocket upgrade gets 400.
+//!
+//! Streamed bodies go chunked to HTTP/1.1 clients and, to HTTP/1.0 ones, until the
+//! connection closes. Requests with `Expect: 100-continue` get `100 Continue` on the routes
+//! that read the body.
 //!
 //! Besides HTTP, [`spawn_tcp_echo`] runs a raw TCP echo server for the tunnel's `tcp://`
 //! services.
 
 mod echo;
+mod routes;
 mod serve;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
