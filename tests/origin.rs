@@ -344,7 +344,10 @@ x-tag: two\r\nX-TAG: three\r\nX-Quote: say \"hi\"\r\n\r\n",
     assert_eq!(response.header("content-type"), Some("application/json"));
     assert_eq!(
         String::from_utf8(response.body).unwrap(),
-        r#"{"host":"origin.test","x-tag":["one","two","three"],"accept":"*/*","x-quote":"say \"hi\""}"#
+        concat!(
+            r#"{"host":"origin.test","x-tag":["one","two","three"],"#,
+            r#""accept":"*/*","x-quote":"say \"hi\""}"#
+        )
     );
 }
 

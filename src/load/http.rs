@@ -376,7 +376,8 @@ mod tests {
         let bytes = build_request(&load()).unwrap();
         assert_eq!(
             &bytes[..],
-            b"POST /echo HTTP/1.1\r\nHost: example.test\r\nX-One: 1\r\nContent-Length: 5\r\n\r\nhello"
+            b"POST /echo HTTP/1.1\r\nHost: example.test\r\nX-One: 1\r\n\
+              Content-Length: 5\r\n\r\nhello"
         );
     }
 
