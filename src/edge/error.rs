@@ -52,14 +52,17 @@ pub fn page(err: &ProxyError) -> (u16, &'static str, String) {
             "Bad request",
             "The request has no Host header, so adit cannot tell which tunnel it is for.".into(),
         ),
-        ProxyError::UnknownHost(host) => (
-            404,
-            "No tunnel for this hostname",
-            format!(
-                "No tunnel is routed for {host}. \
-                 Route one with: adit tunnel route dns TUNNEL {host}"
-            ),
-        ),
+        ProxyError::UnknownHost(host) => {
+            let name = host_without_port(host);
+            (
+                404,
+                "No tunnel for this hostname",
+                format!(
+                    "No tunnel is routed for {host}. \
+                     Route one with: adit tunnel route dns TUNNEL {name}"
+                ),
+            )
+        }
         ProxyError::NoConnector(host) => (
             502,
             "Tunnel offline",
@@ -83,9 +86,29 @@ pub fn page(err: &ProxyError) -> (u16, &'static str, String) {
     }
 }
 
+/// `host` without a `:port` (IPv6 literals keep their brackets).
+fn host_without_port(host: &str) -> &str {
+    match host.rfind(':') {
+        Some(i)
+            if !host[i..].contains(']') && host[i + 1..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            &host[..i]
+        }
+        _ => host,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_suggestions_leave_the_port_out() {
+        assert_eq!(host_without_port("app.test:8080"), "app.test");
+        assert_eq!(host_without_port("app.test"), "app.test");
+        assert_eq!(host_without_port("[::1]:80"), "[::1]");
+        assert_eq!(host_without_port("[::1]"), "[::1]");
+    }
 
     #[test]
     fn statuses() {

@@ -53,6 +53,9 @@ impl Default for ClientLimits {
 /// How many tunnel connections a request tries before giving up on opening a stream.
 const OPEN_ATTEMPTS: usize = 3;
 
+/// How long an error page and the closing of a connection may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long opening a stream may wait for the connector's stream limit.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -144,10 +147,7 @@ pub async fn serve_client<S: ClientStream>(
         let frame = frame.split().freeze();
         match proxy_one(&worker, &request, &mut rd, &mut wr, &mut buf, frame).await {
             Outcome::KeepAlive => may_handoff = true,
-            Outcome::Close => {
-                let _ = wr.shutdown().await;
-                return;
-            }
+            Outcome::Close => return close(&mut wr).await,
             Outcome::Failed(err) => return write_error(&mut wr, &err).await,
         }
     }
@@ -518,8 +518,17 @@ async fn write_error<S: ClientStream>(wr: &mut WriteHalf<S>, err: &ProxyError) {
     tracing::debug!(status, "{detail}");
     let mut out = BytesMut::with_capacity(1024);
     http::pages::error_response(&mut out, status, title, &detail, true);
-    let _ = write_all(wr, out.freeze()).await;
-    let _ = wr.shutdown().await;
+    let written = monoio::time::timeout(CLOSE_TIMEOUT, write_all(wr, out.freeze())).await;
+    if matches!(written, Ok(Ok(()))) {
+        close(wr).await;
+    }
+}
+
+/// Ends a client connection. A TLS close sends close_notify, which a client that stopped
+/// reading never makes room for, so the attempt is bounded and the socket simply dropped
+/// after it.
+async fn close<S: ClientStream>(wr: &mut WriteHalf<S>) {
+    let _ = monoio::time::timeout(CLOSE_TIMEOUT, wr.shutdown()).await;
 }
 
 /// Moves the client connection, with what was read of it, to the worker `target`.

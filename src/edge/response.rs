@@ -8,10 +8,10 @@ use monoio::io::{AsyncWriteRent, OwnedWriteHalf};
 
 use super::error::ProxyError;
 use crate::http::{self, body, Version};
-use crate::quic::RecvStream;
+use crate::quic::{RecvStream, StreamError};
 use crate::runtime::io::{write_all, write_bytes, write_chunk};
-use crate::tunnel::frame::{self, BodyLen, Frame, ResponseFrame};
-use crate::tunnel::io::{read_frame, STREAM_READ};
+use crate::tunnel::frame::{self, BodyLen, ErrorCode, Frame, ResponseFrame};
+use crate::tunnel::io::{read_frame, FrameReadError, STREAM_READ};
 
 /// What the response side needs to know about its request.
 pub struct Exchange<'a> {
@@ -61,9 +61,7 @@ pub async fn download<W: AsyncWriteRent>(
 ) -> Result<Done, Failure> {
     let mut pending = Bytes::new();
     loop {
-        let (frame_bytes, rest) = read_frame(recv, pending)
-            .await
-            .map_err(|err| Failure::BeforeHead(ProxyError::Tunnel(err.to_string())))?;
+        let (frame_bytes, rest) = read_frame(recv, pending).await.map_err(before_head)?;
         let response = match frame::decode(&frame_bytes) {
             Ok(Some((Frame::Response(response), _))) => response,
             Ok(Some((Frame::Error(error), _))) if !exchange.head_sent.get() => {
@@ -113,6 +111,20 @@ pub async fn download<W: AsyncWriteRent>(
 
         return final_response(wr, recv, exchange, &response, rest).await;
     }
+}
+
+/// Why no response head arrived. The connector resets a stream with `RESET_ORIGIN` when the
+/// origin's response broke off; that is the origin's fault, not the tunnel's.
+fn before_head(err: FrameReadError) -> Failure {
+    const RESET_ORIGIN: u64 = 2;
+    let err = match err {
+        FrameReadError::Stream(StreamError::Reset(RESET_ORIGIN)) => ProxyError::Origin {
+            code: ErrorCode::OriginProtocol,
+            message: "the origin's response broke off before it was complete".into(),
+        },
+        other => ProxyError::Tunnel(other.to_string()),
+    };
+    Failure::BeforeHead(err)
 }
 
 async fn final_response<W: AsyncWriteRent>(
