@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 
 use super::worker::{TunnelConn, Worker};
-use crate::control::{ControlMsg, RegisterRequest};
+use crate::control::{ControlMsg, Refusal, RegisterRequest};
 use crate::quic::{Connection, Endpoint, RecvStream, SendStream};
 use crate::tunnel::frame::{self, Frame, RefuseCode, Refused, Registered, PROTOCOL_VERSION};
 use crate::tunnel::io::{read_frame, STREAM_READ};
@@ -94,35 +94,21 @@ async fn register(
         worker: worker.index,
     };
     let tunnel_id = register.tunnel_id;
-    if worker
-        .control
-        .send(ControlMsg::Register { request, reply })
-        .is_err()
-    {
-        refuse(
-            conn,
-            &mut send,
-            RefuseCode::Unavailable,
-            "edge is shutting down",
-        )
-        .await;
-        return Err("control plane is gone".into());
-    }
-    let registration = match answer.await {
-        Ok(Ok(registration)) => registration,
-        Ok(Err(refusal)) => {
+    // The control plane being gone (the edge is stopping) is one more refusal the
+    // connector may retry.
+    let shutting_down = || Refusal {
+        code: RefuseCode::Unavailable,
+        message: "edge is shutting down".into(),
+    };
+    let answered = match worker.control.send(ControlMsg::Register { request, reply }) {
+        Ok(()) => answer.await.unwrap_or_else(|_| Err(shutting_down())),
+        Err(_) => Err(shutting_down()),
+    };
+    let registration = match answered {
+        Ok(registration) => registration,
+        Err(refusal) => {
             refuse(conn, &mut send, refusal.code, &refusal.message).await;
             return Err(refusal.message);
-        }
-        Err(_) => {
-            refuse(
-                conn,
-                &mut send,
-                RefuseCode::Unavailable,
-                "edge is shutting down",
-            )
-            .await;
-            return Err("control plane dropped the registration".into());
         }
     };
 
