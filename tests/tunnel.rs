@@ -249,7 +249,7 @@ fn edge_restart_keeps_tunnels_and_the_connector_comes_back() {
 
     let list = s.edge.cli(&["tunnel", "list", "--output", "json"]);
     let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
-    assert_eq!(list[0]["name"], "web");
+    assert_eq!(list["tunnels"][0]["name"], "web");
 
     let response = eventually(Duration::from_secs(40), "the tunnel to come back", || {
         let response = get(http, "web.test", "/");

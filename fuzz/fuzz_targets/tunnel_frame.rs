@@ -138,6 +138,7 @@ fn same_fields(first: &Frame<'_>, second: &Frame<'_>) {
             assert_eq!(a.secret, b.secret);
             assert_eq!(a.connector_id, b.connector_id);
             assert_eq!(a.conn_index, b.conn_index);
+            assert_eq!(a.ha_connections, b.ha_connections);
             assert_eq!(cut(a.version), b.version);
             assert_eq!(cut(a.platform), b.platform);
         }

@@ -30,8 +30,31 @@ pub struct Cli {
     #[arg(long, global = true, env = "ADIT_LOGLEVEL", default_value = "info")]
     pub loglevel: String,
 
+    /// Append logs to this file instead of writing them to standard error.
+    #[arg(long, global = true, env = "ADIT_LOGFILE", value_name = "FILE")]
+    pub logfile: Option<PathBuf>,
+
+    /// Log line format.
+    #[arg(
+        long,
+        global = true,
+        env = "ADIT_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -244,6 +267,10 @@ pub struct EdgeArgs {
     /// Answer 408 when a request head takes longer than this to arrive.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: std::time::Duration,
+    /// TCP address of the Prometheus metrics server [default: 127.0.0.1:7071, or a free
+    /// port when that one is taken].
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Where the control commands find the admin API.
@@ -283,8 +310,10 @@ pub enum TunnelCommand {
     /// Bind a hostname to a tunnel.
     #[command(subcommand)]
     Route(RouteCommand),
-    /// List tunnels.
+    /// List tunnels, with their status, connections and uptime.
     List {
+        #[command(flatten)]
+        filter: ListFilterArgs,
         #[arg(long, short, value_enum, default_value_t)]
         output: OutputFormat,
         #[command(flatten)]
@@ -310,11 +339,77 @@ pub enum TunnelCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Drop a tunnel's leftover connection records (those of connections that are not live).
+    Cleanup {
+        /// Tunnel name or id.
+        tunnel: String,
+        #[arg(long, short, value_enum, default_value_t)]
+        output: OutputFormat,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Exit 0 when the connector serving metrics at --metrics has a registered connection,
+    /// else 1.
+    Ready {
+        /// The connector's metrics address, host:port.
+        #[arg(long)]
+        metrics: String,
+    },
     /// Run the connector for a tunnel.
     Run(RunArgs),
     /// Check ingress rules.
     #[command(subcommand)]
     Ingress(IngressCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusArg {
+    Active,
+    Inactive,
+    Degraded,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SortArg {
+    Name,
+    Created,
+    Uptime,
+    Connections,
+}
+
+/// `adit tunnel list` filters; the admin API takes the same as query parameters.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ListFilterArgs {
+    /// Only the tunnel with exactly this name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Only tunnels whose name starts with this.
+    #[arg(long)]
+    pub name_prefix: Option<String>,
+    /// Only tunnels with this status.
+    #[arg(long, value_enum)]
+    pub status: Option<StatusArg>,
+    /// Only tunnels created after this time (RFC 3339, e.g. 2026-01-31T12:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub created_after: Option<String>,
+    /// Only tunnels created before this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub created_before: Option<String>,
+    /// Only tunnels active for at least this long, e.g. 10m or 2h.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub min_uptime: Option<std::time::Duration>,
+    /// Only tunnels whose name contains this text (case-insensitive).
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
+    /// Sort order [default: created].
+    #[arg(long, value_enum)]
+    pub sort_by: Option<SortArg>,
+    /// Reverse the sort order.
+    #[arg(long)]
+    pub invert_sort: bool,
+    /// Include deleted tunnels.
+    #[arg(long)]
+    pub show_deleted: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -353,6 +448,14 @@ pub struct RunArgs {
     /// Data-plane worker threads (default: one per core, at most --ha-connections).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// TCP address of the metrics server (/metrics, /ready, /healthcheck) [default: the
+    /// first free of 127.0.0.1:20241-20245, else any free port].
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
+    /// On SIGTERM or SIGINT, let requests in flight finish for up to this long before
+    /// exiting; a second signal exits at once.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub grace_period: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]

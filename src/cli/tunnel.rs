@@ -37,7 +37,7 @@ pub fn run(cmd: TunnelCommand) -> anyhow::Result<ExitCode> {
             output,
             admin,
         }) => route_dns(&client(&admin)?, &tunnel, &hostname, output, out)?,
-        TunnelCommand::List { output, admin } => list(&client(&admin)?, output, out)?,
+        TunnelCommand::List { output, admin, .. } => list(&client(&admin)?, output, out)?,
         TunnelCommand::Info {
             tunnel,
             output,
@@ -49,6 +49,8 @@ pub fn run(cmd: TunnelCommand) -> anyhow::Result<ExitCode> {
             output,
             admin,
         } => delete(&client(&admin)?, &tunnel, force, output, out)?,
+        TunnelCommand::Cleanup { .. } => bail!("tunnel cleanup is not built yet"),
+        TunnelCommand::Ready { .. } => bail!("tunnel ready is not built yet"),
         TunnelCommand::Run(_) | TunnelCommand::Ingress(_) => {
             bail!("this tunnel subcommand is not an admin API client")
         }
@@ -265,7 +267,7 @@ fn list(client: &AdminClient, output: OutputFormat, out: &mut dyn Write) -> anyh
     if output == OutputFormat::Json {
         return print_json(out, &value);
     }
-    let tunnels: Vec<api::TunnelSummary> = typed(&value)?;
+    let tunnels = typed::<api::TunnelList>(&value)?.tunnels;
     if tunnels.is_empty() {
         writeln!(
             out,

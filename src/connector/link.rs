@@ -31,6 +31,8 @@ pub struct LinkSettings {
     pub secret: [u8; SECRET_LEN],
     pub connector_id: Uuid,
     pub platform: String,
+    /// How many connections this connector keeps open.
+    pub ha_connections: u8,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +118,7 @@ async fn connect(
             secret: settings.secret,
             connector_id: settings.connector_id,
             conn_index: index,
+            ha_connections: settings.ha_connections,
             version: env!("CARGO_PKG_VERSION"),
             platform: &settings.platform,
         },

@@ -92,6 +92,7 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
         secret,
         connector_id,
         platform: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
+        ha_connections: ha,
     };
     let settings = Arc::new(settings);
     let ingress = Arc::new(config.ingress);

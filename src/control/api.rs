@@ -22,14 +22,62 @@ pub struct CreatedTunnel {
     pub edge_ca: String,
 }
 
-/// One element of `GET /v1/tunnels`.
+/// The query of `GET /v1/tunnels`: every field is optional and they combine with AND.
+/// As query parameters they keep these names (`?status=active&sort_by=uptime&page=2`);
+/// `min_uptime` is a duration (`90s`, `10m`, `2h`), times are RFC 3339.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListQuery {
+    /// Exactly this name.
+    pub name: Option<String>,
+    pub name_prefix: Option<String>,
+    /// `active`, `inactive` or `degraded` (degraded tunnels are also active).
+    pub status: Option<String>,
+    pub created_after: Option<String>,
+    pub created_before: Option<String>,
+    pub min_uptime: Option<String>,
+    /// Case-insensitive substring of the name.
+    pub search: Option<String>,
+    /// `name`, `created` (the default), `uptime` or `connections`.
+    pub sort_by: Option<String>,
+    #[serde(default)]
+    pub invert_sort: bool,
+    #[serde(default)]
+    pub show_deleted: bool,
+    /// 1-based page number (default 1).
+    pub page: Option<u32>,
+    /// Tunnels per page (default 100, at most 1000).
+    pub per_page: Option<u32>,
+}
+
+/// `GET /v1/tunnels`: one page of the tunnels that match the query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelList {
+    pub tunnels: Vec<TunnelSummary>,
+    pub page: u32,
+    pub per_page: u32,
+    /// Tunnels matching the query, over all pages.
+    pub total: u64,
+}
+
+/// One element of [`TunnelList`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TunnelSummary {
     pub id: Uuid,
     pub name: String,
     pub created_at: String,
+    /// Set on deleted tunnels (listed only with `show_deleted`).
+    pub deleted_at: Option<String>,
+    /// `active`, `inactive`, `degraded` or `deleted`.
+    pub status: String,
     /// Live connections, draining ones included.
     pub connections: usize,
+    /// Distinct connectors among the live connections.
+    pub connectors: usize,
+    /// Seconds since the tunnel last became active; 0 when it is not active.
+    pub uptime_seconds: u64,
+    /// When the tunnel last became active and inactive, if ever.
+    pub last_active_at: Option<String>,
+    pub last_inactive_at: Option<String>,
 }
 
 /// `GET /v1/tunnels/{name-or-id}`
@@ -38,9 +86,16 @@ pub struct TunnelInfo {
     pub id: Uuid,
     pub name: String,
     pub created_at: String,
-    /// `active` with at least one live, not draining connection, else `inactive`.
+    /// `active` with at least one live, not draining connection, `degraded` when active
+    /// but a connector has fewer live connections than it asked for, else `inactive`.
     pub status: String,
+    pub uptime_seconds: u64,
+    pub last_active_at: Option<String>,
+    pub last_inactive_at: Option<String>,
+    /// Live connections.
     pub connections: Vec<ConnectionInfo>,
+    /// The most recent closed connections, newest first (at most 50).
+    pub history: Vec<ConnectionInfo>,
     pub routes: Vec<String>,
 }
 
@@ -49,8 +104,12 @@ pub struct ConnectionInfo {
     pub id: Uuid,
     pub connector_id: Uuid,
     pub conn_index: u8,
+    /// How many connections its connector asked for.
+    pub ha_connections: u8,
     pub edge_worker: usize,
     pub opened_at: String,
+    /// Set on closed connections (in `history`).
+    pub closed_at: Option<String>,
     pub version: String,
     pub platform: String,
     /// The connector's address as the edge sees it.
@@ -62,6 +121,14 @@ pub struct ConnectionInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deleted {
     pub deleted: Uuid,
+}
+
+/// `200` answer to `DELETE /v1/tunnels/{name-or-id}/connections`: the tunnel's records of
+/// connections that are not live were dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanedUp {
+    pub tunnel_id: Uuid,
+    pub removed: u64,
 }
 
 /// `POST /v1/tunnels/{name-or-id}/routes`

@@ -47,6 +47,8 @@ pub struct RegisterRequest {
     pub secret: [u8; SECRET_LEN],
     pub connector_id: Uuid,
     pub conn_index: u8,
+    /// How many connections the connector keeps open in all.
+    pub ha_connections: u8,
     pub version: String,
     pub platform: String,
     /// The connector's address as the edge sees it.
@@ -431,6 +433,7 @@ mod tests {
             secret,
             connector_id: Uuid::from_u128(42),
             conn_index: 0,
+            ha_connections: 1,
             version: "0.1.0".into(),
             platform: "linux-x86_64".into(),
             remote_addr: "127.0.0.1:50000".parse().unwrap(),
@@ -524,8 +527,11 @@ mod tests {
 
         let (status, list) = edge.request("GET", "/v1/tunnels", None);
         assert_eq!(status, 200);
+        assert_eq!(list["total"], 2);
+        let list = &list["tunnels"];
         assert_eq!(list[0]["name"], "web");
         assert_eq!(list[0]["connections"], 0);
+        assert_eq!(list[0]["status"], "inactive");
         assert_eq!(list[1]["name"], "api");
         assert_eq!(list.as_array().unwrap().len(), 2);
 

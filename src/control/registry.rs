@@ -337,17 +337,39 @@ impl State {
         Ok(tunnel.id)
     }
 
-    pub fn tunnels(&self) -> Result<Vec<api::TunnelSummary>, OpError> {
+    pub fn tunnels(&self) -> Result<api::TunnelList, OpError> {
         let tunnels = self.store.tunnels()?;
-        Ok(tunnels
+        let tunnels: Vec<api::TunnelSummary> = tunnels
             .into_iter()
             .map(|t| api::TunnelSummary {
                 connections: self.live_count(t.id),
                 id: t.id,
                 name: t.name,
                 created_at: rfc3339(t.created_at),
+                deleted_at: None,
+                status: if self
+                    .live
+                    .values()
+                    .any(|l| l.record.tunnel_id == t.id && !l.draining)
+                {
+                    "active"
+                } else {
+                    "inactive"
+                }
+                .to_owned(),
+                connectors: 0,
+                uptime_seconds: 0,
+                last_active_at: None,
+                last_inactive_at: None,
             })
-            .collect())
+            .collect();
+        let total = tunnels.len();
+        Ok(api::TunnelList {
+            tunnels,
+            page: 1,
+            per_page: u32::try_from(total).unwrap_or(u32::MAX),
+            total: total as u64,
+        })
     }
 
     pub fn tunnel_info(&self, tunnel: &str) -> Result<api::TunnelInfo, OpError> {
@@ -375,7 +397,11 @@ impl State {
             name: tunnel.name,
             created_at: rfc3339(tunnel.created_at),
             status: if active { "active" } else { "inactive" }.to_owned(),
+            uptime_seconds: 0,
+            last_active_at: None,
+            last_inactive_at: None,
             connections: connections.into_iter().map(connection_info).collect(),
+            history: Vec::new(),
             routes,
         })
     }
@@ -441,8 +467,10 @@ fn connection_info(live: &Live) -> api::ConnectionInfo {
         id: r.id,
         connector_id: r.connector_id,
         conn_index: r.conn_index,
+        ha_connections: 0,
         edge_worker: r.edge_worker,
         opened_at: rfc3339(r.opened_at),
+        closed_at: None,
         version: r.version.clone(),
         platform: r.platform.clone(),
         origin_addr: r.remote_addr.clone(),

@@ -88,6 +88,7 @@ async fn register(
         secret: register.secret,
         connector_id: register.connector_id,
         conn_index: register.conn_index,
+        ha_connections: register.ha_connections,
         version: register.version.to_owned(),
         platform: register.platform.to_owned(),
         remote_addr: conn.remote_address(),

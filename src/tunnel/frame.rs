@@ -151,6 +151,9 @@ pub struct Register<'a> {
     pub secret: [u8; SECRET_LEN],
     pub connector_id: Uuid,
     pub conn_index: u8,
+    /// How many connections the connector keeps open in all, so the edge can tell a
+    /// degraded connector (fewer live connections than it asked for).
+    pub ha_connections: u8,
     pub version: &'a str,
     pub platform: &'a str,
 }
@@ -182,7 +185,7 @@ pub enum Frame<'a> {
 }
 
 /// The version of this codec; [`Register::protocol_version`] carries it.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -324,6 +327,7 @@ fn decode_register(payload: &[u8]) -> Result<Frame<'_>, FrameError> {
     let secret = r.array::<SECRET_LEN>()?;
     let connector_id = r.uuid()?;
     let conn_index = r.u8()?;
+    let ha_connections = r.u8()?;
     let version = r.str16()?;
     let platform = r.str16()?;
     r.end()?;
@@ -333,6 +337,7 @@ fn decode_register(payload: &[u8]) -> Result<Frame<'_>, FrameError> {
         secret,
         connector_id,
         conn_index,
+        ha_connections,
         version,
         platform,
     }))
@@ -437,6 +442,7 @@ pub fn encode_register(out: &mut BytesMut, register: &Register<'_>) {
         enc.out.put_slice(&register.secret);
         enc.out.put_slice(register.connector_id.as_bytes());
         enc.out.put_u8(register.conn_index);
+        enc.out.put_u8(register.ha_connections);
         enc.text(register.version);
         enc.text(register.platform);
     });

@@ -108,6 +108,7 @@ fn control_frames_round_trip() {
         secret: [0xab; SECRET_LEN],
         connector_id: CONNECTOR,
         conn_index: 3,
+        ha_connections: 4,
         version: "0.1.0",
         platform: "linux-x86_64",
     };
@@ -115,11 +116,12 @@ fn control_frames_round_trip() {
     let Frame::Register(r) = decode_all(&out) else {
         panic!("not a register")
     };
-    assert_eq!(r.protocol_version, 1);
+    assert_eq!(r.protocol_version, 2);
     assert_eq!(r.tunnel_id, TUNNEL);
     assert_eq!(r.secret, [0xab; SECRET_LEN]);
     assert_eq!(r.connector_id, CONNECTOR);
     assert_eq!(r.conn_index, 3);
+    assert_eq!(r.ha_connections, 4);
     assert_eq!(r.version, "0.1.0");
     assert_eq!(r.platform, "linux-x86_64");
 
