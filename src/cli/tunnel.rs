@@ -1,4 +1,4 @@
-//! `adit tunnel create/route/list/info/delete`: clients of the admin API.
+//! `adit tunnel create/route/list/info/delete/cleanup`: clients of the admin API.
 //!
 //! The admin URL and token come from `--admin`/`--token`, else `ADIT_ADMIN`/`ADIT_TOKEN`,
 //! else the client config file (`--client-config`, default `~/.adit/config.yml`, keys
@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context};
+use clap::builder::PossibleValue;
+use clap::ValueEnum;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::admin_client::AdminClient;
-use super::{AdminArgs, OutputFormat, RouteCommand, TunnelCommand};
+use super::{AdminArgs, ListFilterArgs, OutputFormat, RouteCommand, TunnelCommand};
 use crate::control::api;
 use crate::tunnel::credentials::{Credentials, CredentialsError};
 
@@ -37,7 +39,11 @@ pub fn run(cmd: TunnelCommand) -> anyhow::Result<ExitCode> {
             output,
             admin,
         }) => route_dns(&client(&admin)?, &tunnel, &hostname, output, out)?,
-        TunnelCommand::List { output, admin, .. } => list(&client(&admin)?, output, out)?,
+        TunnelCommand::List {
+            filter,
+            output,
+            admin,
+        } => list(&client(&admin)?, &filter, output, out)?,
         TunnelCommand::Info {
             tunnel,
             output,
@@ -49,7 +55,11 @@ pub fn run(cmd: TunnelCommand) -> anyhow::Result<ExitCode> {
             output,
             admin,
         } => delete(&client(&admin)?, &tunnel, force, output, out)?,
-        TunnelCommand::Cleanup { .. } => bail!("tunnel cleanup is not built yet"),
+        TunnelCommand::Cleanup {
+            tunnel,
+            output,
+            admin,
+        } => cleanup(&client(&admin)?, &tunnel, output, out)?,
         TunnelCommand::Ready { .. } => bail!("tunnel ready is not built yet"),
         TunnelCommand::Run(_) | TunnelCommand::Ingress(_) => {
             bail!("this tunnel subcommand is not an admin API client")
@@ -146,6 +156,7 @@ fn print_json(out: &mut dyn Write, value: &Value) -> anyhow::Result<()> {
 
 /// A tunnel name or id as a path segment. Names and ids need no escaping; anything else
 /// is percent-encoded so the request line stays well-formed and the edge answers 404.
+/// Query values are encoded the same way.
 fn segment(text: &str) -> String {
     let mut encoded = String::with_capacity(text.len());
     for byte in text.bytes() {
@@ -262,34 +273,144 @@ fn route_dns(
     Ok(())
 }
 
-fn list(client: &AdminClient, output: OutputFormat, out: &mut dyn Write) -> anyhow::Result<()> {
-    let (_, value) = call(client, "GET", "/v1/tunnels", None)?;
-    if output == OutputFormat::Json {
-        return print_json(out, &value);
+/// The `GET /v1/tunnels` query for `filter` (without paging), every value encoded.
+fn list_query(filter: &ListFilterArgs) -> String {
+    let name = |value: Option<PossibleValue>| value.map(|v| v.get_name().to_owned());
+    let status = filter.status.and_then(|s| name(s.to_possible_value()));
+    let sort_by = filter.sort_by.and_then(|s| name(s.to_possible_value()));
+    let pairs = [
+        ("name", filter.name.clone()),
+        ("name_prefix", filter.name_prefix.clone()),
+        ("status", status),
+        ("created_after", filter.created_after.clone()),
+        ("created_before", filter.created_before.clone()),
+        (
+            "min_uptime",
+            filter.min_uptime.map(|d| format!("{}s", d.as_secs())),
+        ),
+        ("search", filter.search.clone()),
+        ("sort_by", sort_by),
+        ("invert_sort", filter.invert_sort.then(|| "true".to_owned())),
+        (
+            "show_deleted",
+            filter.show_deleted.then(|| "true".to_owned()),
+        ),
+    ];
+    pairs
+        .into_iter()
+        .filter_map(|(key, value)| value.map(|v| format!("{key}={}", segment(&v))))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Every page of the listing, as one list.
+fn fetch_all(client: &AdminClient, query: &str) -> anyhow::Result<api::TunnelList> {
+    const PER_PAGE: u32 = 1000;
+    let mut tunnels = Vec::new();
+    let mut total = 0;
+    for page in 1.. {
+        let separator = if query.is_empty() { "" } else { "&" };
+        let path = format!("/v1/tunnels?{query}{separator}page={page}&per_page={PER_PAGE}");
+        let (_, value) = call(client, "GET", &path, None)?;
+        let answer: api::TunnelList = typed(&value)?;
+        total = answer.total;
+        // An empty page ends the loop even if tunnels were deleted meanwhile.
+        let empty = answer.tunnels.is_empty();
+        tunnels.extend(answer.tunnels);
+        if empty || tunnels.len() as u64 >= total {
+            break;
+        }
     }
-    let tunnels = typed::<api::TunnelList>(&value)?.tunnels;
-    if tunnels.is_empty() {
-        writeln!(
-            out,
-            "No tunnels yet; create one with `adit tunnel create NAME`"
-        )?;
+    Ok(api::TunnelList {
+        per_page: u32::try_from(tunnels.len()).unwrap_or(u32::MAX),
+        tunnels,
+        page: 1,
+        total,
+    })
+}
+
+fn list(
+    client: &AdminClient,
+    filter: &ListFilterArgs,
+    output: OutputFormat,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let listed = fetch_all(client, &list_query(filter))?;
+    if output == OutputFormat::Json {
+        return print_json(out, &serde_json::to_value(&listed)?);
+    }
+    if listed.tunnels.is_empty() {
+        let filtered = !list_query(filter).is_empty();
+        match filtered {
+            true => writeln!(out, "No tunnels match")?,
+            false => writeln!(
+                out,
+                "No tunnels yet; create one with `adit tunnel create NAME`"
+            )?,
+        }
         return Ok(());
     }
-    let rows = tunnels
+    let rows = listed
+        .tunnels
         .into_iter()
         .map(|t| {
+            let uptime = match t.status.as_str() {
+                "active" | "degraded" => human_duration(t.uptime_seconds),
+                _ => "-".to_owned(),
+            };
             vec![
                 t.id.to_string(),
                 t.name,
-                t.created_at,
+                t.status,
                 t.connections.to_string(),
+                uptime,
+                t.created_at,
             ]
         })
         .collect();
-    write!(
+    let headers = ["ID", "NAME", "STATUS", "CONNECTIONS", "UPTIME", "CREATED"];
+    write!(out, "{}", table(&headers, rows))?;
+    Ok(())
+}
+
+/// Seconds as the two largest units: `2h 5m`, `3d 4h`, `42s`.
+fn human_duration(seconds: u64) -> String {
+    let units = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")];
+    let mut parts = Vec::new();
+    let mut rest = seconds;
+    for (size, unit) in units {
+        let count = rest / size;
+        rest %= size;
+        if count > 0 || !parts.is_empty() {
+            parts.push(format!("{count}{unit}"));
+        }
+        if parts.len() == 2 {
+            break;
+        }
+    }
+    match parts.as_slice() {
+        [] => "0s".to_owned(),
+        [first, second] if second.starts_with('0') => first.clone(),
+        _ => parts.join(" "),
+    }
+}
+
+fn cleanup(
+    client: &AdminClient,
+    tunnel: &str,
+    output: OutputFormat,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let path = format!("/v1/tunnels/{}/connections", segment(tunnel));
+    let (_, value) = call(client, "DELETE", &path, None)?;
+    if output == OutputFormat::Json {
+        return print_json(out, &value);
+    }
+    let cleaned: api::CleanedUp = typed(&value)?;
+    writeln!(
         out,
-        "{}",
-        table(&["ID", "NAME", "CREATED", "CONNECTIONS"], rows)
+        "Removed {} connection record(s) of tunnel {tunnel}",
+        cleaned.removed
     )?;
     Ok(())
 }
@@ -314,47 +435,86 @@ fn info(
     writeln!(out, "ID:       {}", info.id)?;
     writeln!(out, "CREATED:  {}", info.created_at)?;
     writeln!(out, "STATUS:   {}", info.status)?;
+    let uptime = match (
+        info.status.as_str(),
+        &info.last_active_at,
+        &info.last_inactive_at,
+    ) {
+        ("active" | "degraded", Some(since), _) => {
+            format!(
+                "{} (active since {since})",
+                human_duration(info.uptime_seconds)
+            )
+        }
+        (_, _, Some(since)) => format!("- (inactive since {since})"),
+        _ => "- (never active)".to_owned(),
+    };
+    writeln!(out, "UPTIME:   {uptime}")?;
     let routes = match info.routes.is_empty() {
         true => "(none)".to_owned(),
         false => info.routes.join(", "),
     };
     writeln!(out, "ROUTES:   {routes}")?;
     writeln!(out)?;
+
     if info.connections.is_empty() {
         writeln!(out, "Tunnel {} has no live connections", info.name)?;
+    } else {
+        let rows = info.connections.into_iter().map(connection_row).collect();
+        let headers = [
+            "CONNECTOR ID",
+            "INDEX",
+            "OPENED AT",
+            "VERSION",
+            "ORIGIN ADDRESS",
+            "EDGE WORKER",
+        ];
+        write!(out, "{}", table(&headers, rows))?;
+    }
+    if info.history.is_empty() {
         return Ok(());
     }
 
+    writeln!(out)?;
+    writeln!(out, "Recently closed connections:")?;
     let rows = info
-        .connections
+        .history
         .into_iter()
         .map(|c| {
-            let index = match c.draining {
-                true => format!("{} (draining)", c.conn_index),
-                false => c.conn_index.to_string(),
-            };
-            let version = format!("{} {}", c.version, c.platform);
-            let worker = c.edge_worker.to_string();
-            vec![
-                c.connector_id.to_string(),
-                index,
-                c.opened_at,
-                version,
-                c.origin_addr,
-                worker,
-            ]
+            let closed = c.closed_at.clone().unwrap_or_default();
+            let mut row = connection_row(c);
+            row.insert(3, closed);
+            row
         })
         .collect();
     let headers = [
         "CONNECTOR ID",
         "INDEX",
         "OPENED AT",
+        "CLOSED AT",
         "VERSION",
         "ORIGIN ADDRESS",
         "EDGE WORKER",
     ];
     write!(out, "{}", table(&headers, rows))?;
     Ok(())
+}
+
+/// A connection's cells under the `info` table's headers.
+fn connection_row(c: api::ConnectionInfo) -> Vec<String> {
+    let index = match c.draining {
+        true => format!("{} (draining)", c.conn_index),
+        false => c.conn_index.to_string(),
+    };
+    let version = format!("{} {}", c.version, c.platform);
+    vec![
+        c.connector_id.to_string(),
+        index,
+        c.opened_at,
+        version,
+        c.origin_addr,
+        c.edge_worker.to_string(),
+    ]
 }
 
 fn delete(
@@ -401,6 +561,7 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
 mod tests {
     use super::*;
     use crate::control::{self, ControlConfig};
+    use std::time::Duration;
 
     fn temp_dir() -> PathBuf {
         let dir = std::env::temp_dir().join(format!("adit-cli-{}", uuid::Uuid::new_v4()));
@@ -463,6 +624,42 @@ mod tests {
     }
 
     #[test]
+    fn list_queries() {
+        assert_eq!(list_query(&ListFilterArgs::default()), "");
+        let filter = ListFilterArgs {
+            name: Some("a b".into()),
+            name_prefix: Some("we&b".into()),
+            status: Some(super::super::StatusArg::Degraded),
+            created_after: Some("2026-01-31T12:00:00+00:00".into()),
+            created_before: Some("2026-02-01T00:00:00Z".into()),
+            min_uptime: Some(Duration::from_secs(600)),
+            search: Some("Ü".into()),
+            sort_by: Some(super::super::SortArg::Connections),
+            invert_sort: true,
+            show_deleted: true,
+        };
+        assert_eq!(
+            list_query(&filter),
+            "name=a%20b&name_prefix=we%26b&status=degraded\
+             &created_after=2026-01-31T12%3A00%3A00%2B00%3A00\
+             &created_before=2026-02-01T00%3A00%3A00Z&min_uptime=600s&search=%C3%9C\
+             &sort_by=connections&invert_sort=true&show_deleted=true"
+        );
+    }
+
+    #[test]
+    fn durations_read_as_two_units() {
+        assert_eq!(human_duration(0), "0s");
+        assert_eq!(human_duration(42), "42s");
+        assert_eq!(human_duration(60), "1m");
+        assert_eq!(human_duration(61), "1m 1s");
+        assert_eq!(human_duration(2 * 3600 + 5 * 60 + 9), "2h 5m");
+        assert_eq!(human_duration(7200), "2h");
+        assert_eq!(human_duration(3 * 86_400 + 4 * 3600 + 59), "3d 4h");
+        assert_eq!(human_duration(86_400 + 30), "1d");
+    }
+
+    #[test]
     fn commands_against_a_running_edge() {
         let dir = temp_dir();
         let edge = control::start(ControlConfig {
@@ -509,18 +706,58 @@ mod tests {
             )
         );
 
-        list(&client, table, &mut out).unwrap();
-        let listed = String::from_utf8(std::mem::take(&mut out)).unwrap();
-        let lines: Vec<&str> = listed.lines().collect();
-        assert_eq!(lines.len(), 2);
-        assert!(lines[0].starts_with("ID                                    NAME  CREATED"));
-        assert!(lines[1].starts_with(&format!("{id}  web   ")));
-        assert!(lines[1].ends_with("  0"));
+        let all = ListFilterArgs::default();
+        list(&client, &all, OutputFormat::Json, &mut out).unwrap();
+        let value: Value = serde_json::from_slice(&std::mem::take(&mut out)).unwrap();
+        let created = value["tunnels"][0]["created_at"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(value["total"], 1);
+        assert_eq!(value["tunnels"][0]["status"], "inactive");
+
+        list(&client, &all, table, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(std::mem::take(&mut out)).unwrap(),
+            format!(
+                "ID                                    NAME  STATUS    CONNECTIONS  UPTIME  CREATED\n\
+                 {id}  web   inactive  0            -       {created}\n"
+            )
+        );
+        let search = ListFilterArgs {
+            search: Some("WE".into()),
+            ..ListFilterArgs::default()
+        };
+        list(&client, &search, OutputFormat::Json, &mut out).unwrap();
+        let value: Value = serde_json::from_slice(&std::mem::take(&mut out)).unwrap();
+        assert_eq!(value["tunnels"][0]["name"], "web");
+        let active = ListFilterArgs {
+            status: Some(super::super::StatusArg::Active),
+            ..ListFilterArgs::default()
+        };
+        list(&client, &active, table, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(std::mem::take(&mut out)).unwrap(),
+            "No tunnels match\n"
+        );
 
         info(&client, "web", table, &mut out).unwrap();
-        let shown = String::from_utf8(std::mem::take(&mut out)).unwrap();
-        assert!(shown.contains("STATUS:   inactive\nROUTES:   app.test\n"));
-        assert!(shown.ends_with("Tunnel web has no live connections\n"));
+        assert_eq!(
+            String::from_utf8(std::mem::take(&mut out)).unwrap(),
+            format!(
+                "NAME:     web\nID:       {id}\nCREATED:  {created}\nSTATUS:   inactive\n\
+                 UPTIME:   - (never active)\nROUTES:   app.test\n\n\
+                 Tunnel web has no live connections\n"
+            )
+        );
+
+        cleanup(&client, "web", table, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(std::mem::take(&mut out)).unwrap(),
+            "Removed 0 connection record(s) of tunnel web\n"
+        );
+        let err = cleanup(&client, "nope", table, &mut out).unwrap_err();
+        assert_eq!(err.to_string(), "tunnel nope does not exist");
 
         delete(&client, "web", false, OutputFormat::Json, &mut out).unwrap();
         let value: Value = serde_json::from_slice(&out).unwrap();
@@ -529,7 +766,7 @@ mod tests {
         assert_eq!(err.to_string(), "tunnel web does not exist");
 
         let bad = AdminClient::new(&url, "wrong".into()).unwrap();
-        let err = list(&bad, table, &mut out).unwrap_err();
+        let err = list(&bad, &all, table, &mut out).unwrap_err();
         assert_eq!(
             err.to_string(),
             "missing or wrong admin token (send Authorization: Bearer <token>)"

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::registry::{OpError, Shared};
-use super::{api, pki};
+use super::{api, list, pki};
 
 const MAX_REQUEST: usize = 64 * 1024;
 const MAX_HEADERS: usize = 32;
@@ -271,6 +271,7 @@ enum Endpoint<'a> {
     Tunnels,
     Tunnel(&'a str),
     TunnelRoutes(&'a str),
+    TunnelConnections(&'a str),
     Routes,
 }
 
@@ -282,6 +283,9 @@ fn endpoint(path: &str) -> Option<Endpoint<'_>> {
         ["routes"] => Some(Endpoint::Routes),
         ["tunnels", key] if !key.is_empty() => Some(Endpoint::Tunnel(key)),
         ["tunnels", key, "routes"] if !key.is_empty() => Some(Endpoint::TunnelRoutes(key)),
+        ["tunnels", key, "connections"] if !key.is_empty() => {
+            Some(Endpoint::TunnelConnections(key))
+        }
         _ => None,
     }
 }
@@ -299,10 +303,7 @@ fn handle(request: &Request, context: &Context) -> Response {
     let method = request.method.as_str();
     match (endpoint, method) {
         (Endpoint::Tunnels, "POST") => create_tunnel(request, context),
-        (Endpoint::Tunnels, "GET") => match context.shared.lock().tunnels() {
-            Ok(tunnels) => json(200, &tunnels),
-            Err(e) => op_error(&e),
-        },
+        (Endpoint::Tunnels, "GET") => list_tunnels(request, context),
         (Endpoint::Tunnel(key), "GET") => match context.shared.lock().tunnel_info(key) {
             Ok(info) => json(200, &info),
             Err(e) => op_error(&e),
@@ -315,6 +316,10 @@ fn handle(request: &Request, context: &Context) -> Response {
             }
         }
         (Endpoint::TunnelRoutes(key), "POST") => add_route(request, key, context),
+        (Endpoint::TunnelConnections(key), "DELETE") => match context.shared.lock().cleanup(key) {
+            Ok(cleaned) => json(200, &cleaned),
+            Err(e) => op_error(&e),
+        },
         (Endpoint::Routes, "GET") => match context.shared.lock().routes() {
             Ok(routes) => json(200, &routes),
             Err(e) => op_error(&e),
@@ -333,6 +338,17 @@ fn create_tunnel(request: &Request, context: &Context) -> Response {
     };
     match context.shared.lock().create_tunnel(&body.name) {
         Ok(created) => json(201, &created),
+        Err(e) => op_error(&e),
+    }
+}
+
+fn list_tunnels(request: &Request, context: &Context) -> Response {
+    let query = match list::parse_query(&request.query) {
+        Ok(query) => query,
+        Err(e) => return error(400, &e.0),
+    };
+    match context.shared.lock().list_tunnels(&query) {
+        Ok(tunnels) => json(200, &tunnels),
         Err(e) => op_error(&e),
     }
 }
@@ -440,6 +456,10 @@ mod tests {
         assert!(matches!(
             endpoint("/v1/tunnels/a/routes"),
             Some(Endpoint::TunnelRoutes("a"))
+        ));
+        assert!(matches!(
+            endpoint("/v1/tunnels/a/connections"),
+            Some(Endpoint::TunnelConnections("a"))
         ));
         assert!(endpoint("/v1/tunnels/").is_none());
         assert!(endpoint("/v2/tunnels").is_none());

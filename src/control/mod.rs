@@ -8,6 +8,7 @@
 
 mod admin;
 pub mod api;
+mod list;
 mod pki;
 mod registry;
 pub mod snapshot;

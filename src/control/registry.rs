@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
+use super::list::{self, LiveConnection, LiveSummary, QueryError};
 use super::store::{self, ConnectionRecord, Store, StoreError, TunnelKey, TunnelRecord};
 use super::{api, pki, validate, ControlMsg, Refusal, RegisterRequest, Registration, Snapshot};
 use crate::tunnel::credentials::SECRET_LEN;
@@ -19,6 +20,9 @@ use crate::tunnel::frame::RefuseCode;
 
 /// Snapshot worker masks are a `u64`.
 const MAX_WORKERS: usize = 64;
+
+/// Closed connections shown in a tunnel's info.
+const HISTORY_LEN: usize = 50;
 
 pub type Subscriber = Box<dyn Fn(Arc<Snapshot>) + Send>;
 
@@ -50,6 +54,12 @@ pub enum OpError {
     Conflict(String),
     #[error("database: {0}")]
     Store(#[from] StoreError),
+}
+
+impl From<QueryError> for OpError {
+    fn from(e: QueryError) -> Self {
+        OpError::Invalid(e.0)
+    }
 }
 
 impl OpError {
@@ -92,12 +102,17 @@ pub struct State {
 impl State {
     /// Loads routing state from `store`, after closing connection records a previous run
     /// left open.
-    pub fn load(
+    pub fn load(store: Store, tunnel_addr: SocketAddr, ca_pem: String) -> Result<Self, StoreError> {
+        Self::load_at(store, tunnel_addr, ca_pem, now_ms())
+    }
+
+    fn load_at(
         mut store: Store,
         tunnel_addr: SocketAddr,
         ca_pem: String,
+        now: i64,
     ) -> Result<Self, StoreError> {
-        let stale = store.close_stale_connections(now_ms())?;
+        let stale = store.close_stale_connections(now)?;
         if stale > 0 {
             tracing::info!(
                 count = stale,
@@ -133,24 +148,28 @@ impl State {
     }
 
     pub fn handle(&mut self, msg: ControlMsg) {
+        self.handle_at(msg, now_ms());
+    }
+
+    fn handle_at(&mut self, msg: ControlMsg, now: i64) {
         match msg {
             ControlMsg::Register { request, reply } => {
-                let result = self.register(&request);
+                let result = self.register(&request, now);
                 let connection_id = result.as_ref().ok().map(|r| r.connection_id);
                 // The worker gave up waiting: the connection is gone, so is its record.
                 if reply.send(result).is_err() {
                     if let Some(id) = connection_id {
                         tracing::debug!(connection = %id, "registration reply not delivered");
-                        self.closed(id);
+                        self.closed(id, now);
                     }
                 }
             }
-            ControlMsg::Unregister { connection_id } => self.unregister(connection_id),
-            ControlMsg::Closed { connection_id } => self.closed(connection_id),
+            ControlMsg::Unregister { connection_id } => self.unregister(connection_id, now),
+            ControlMsg::Closed { connection_id } => self.closed(connection_id, now),
         }
     }
 
-    fn register(&mut self, request: &RegisterRequest) -> Result<Registration, Refusal> {
+    fn register(&mut self, request: &RegisterRequest, now: i64) -> Result<Registration, Refusal> {
         let refuse = |code, message: String| Refusal { code, message };
         if request.worker >= MAX_WORKERS {
             return Err(refuse(
@@ -192,7 +211,9 @@ impl State {
             remote_addr: request.remote_addr.to_string(),
             version: request.version.clone(),
             platform: request.platform.clone(),
-            opened_at: now_ms(),
+            ha_connections: request.ha_connections,
+            opened_at: now,
+            closed_at: None,
         };
         self.store.open_connection(&record).map_err(unavailable)?;
         tracing::info!(
@@ -210,23 +231,26 @@ impl State {
             connection_id: record.id,
             tunnel_name: tunnel.name,
         };
-        let record_id = record.id;
+        let was_routable = self.routable(tunnel.id);
         self.live.insert(
-            record_id,
+            record.id,
             Live {
                 record,
                 draining: false,
             },
         );
+        self.record_transition(tunnel.id, was_routable, now);
         self.publish();
         Ok(registration)
     }
 
-    fn unregister(&mut self, id: Uuid) {
+    fn unregister(&mut self, id: Uuid, now: i64) {
         match self.live.get_mut(&id) {
             Some(live) if !live.draining => {
                 live.draining = true;
+                let tunnel = live.record.tunnel_id;
                 tracing::debug!(connection = %id, "connection draining");
+                self.record_transition(tunnel, true, now);
                 self.publish();
             }
             Some(_) => {}
@@ -234,12 +258,15 @@ impl State {
         }
     }
 
-    fn closed(&mut self, id: Uuid) {
+    fn closed(&mut self, id: Uuid, now: i64) {
         // The record is closed even when the live entry is already gone (a forced delete).
-        if let Err(e) = self.store.close_connection(id, now_ms()) {
+        if let Err(e) = self.store.close_connection(id, now) {
             tracing::warn!(connection = %id, error = %e, "could not record a closed connection");
         }
         if let Some(live) = self.live.remove(&id) {
+            if !live.draining {
+                self.record_transition(live.record.tunnel_id, true, now);
+            }
             tracing::info!(
                 connection = %id,
                 tunnel_id = %live.record.tunnel_id,
@@ -252,8 +279,36 @@ impl State {
         }
     }
 
+    /// Whether the tunnel has a live connection that is not draining: whether it is active.
+    fn routable(&self, tunnel: Uuid) -> bool {
+        self.live
+            .values()
+            .any(|live| live.record.tunnel_id == tunnel && !live.draining)
+    }
+
+    /// Records in the store when the tunnel became active or inactive, given whether it
+    /// was active before the change just made. The live state stays the truth when the
+    /// database fails, so a failure is only logged.
+    fn record_transition(&mut self, tunnel: Uuid, was_routable: bool, now: i64) {
+        let routable = self.routable(tunnel);
+        let recorded = match (was_routable, routable) {
+            (false, true) => self.store.set_last_active(tunnel, now),
+            (true, false) => self.store.set_last_inactive(tunnel, now),
+            _ => return,
+        };
+        let state = if routable { "active" } else { "inactive" };
+        tracing::debug!(tunnel_id = %tunnel, "tunnel became {state}");
+        if let Err(e) = recorded {
+            tracing::warn!(tunnel_id = %tunnel, error = %e, "could not record a tunnel {state}");
+        }
+    }
+
     /// Creates a tunnel with a fresh secret; the answer is the only place the secret appears.
     pub fn create_tunnel(&mut self, name: &str) -> Result<api::CreatedTunnel, OpError> {
+        self.create_tunnel_at(name, now_ms())
+    }
+
+    fn create_tunnel_at(&mut self, name: &str, now: i64) -> Result<api::CreatedTunnel, OpError> {
         validate::tunnel_name(name).map_err(OpError::Invalid)?;
         let mut secret = [0u8; SECRET_LEN];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
@@ -261,7 +316,10 @@ impl State {
             id: Uuid::new_v4(),
             name: name.to_owned(),
             secret_hash: pki::secret_hash(&secret),
-            created_at: now_ms(),
+            created_at: now,
+            deleted_at: None,
+            last_active_at: None,
+            last_inactive_at: None,
         };
         match self.store.create_tunnel(&record) {
             Err(StoreError::NameTaken(name)) => {
@@ -316,6 +374,10 @@ impl State {
     /// Deletes a tunnel and its routes. Refused while it has live connections unless
     /// `force`, which also stops routing to them at once.
     pub fn delete_tunnel(&mut self, tunnel: &str, force: bool) -> Result<Uuid, OpError> {
+        self.delete_tunnel_at(tunnel, force, now_ms())
+    }
+
+    fn delete_tunnel_at(&mut self, tunnel: &str, force: bool, now: i64) -> Result<Uuid, OpError> {
         let tunnel = self.find(tunnel)?;
         let live = self.live_count(tunnel.id);
         if live > 0 && !force {
@@ -325,7 +387,8 @@ impl State {
                 tunnel.name
             )));
         }
-        self.store.delete_tunnel(tunnel.id, now_ms())?;
+        let was_routable = self.routable(tunnel.id);
+        self.store.delete_tunnel(tunnel.id, now)?;
         tracing::info!(tunnel = %tunnel.name, tunnel_id = %tunnel.id, "tunnel deleted");
 
         self.tunnels.remove(&tunnel.id);
@@ -333,46 +396,30 @@ impl State {
         self.routes.retain(|_, id| *id != tunnel.id);
         self.live
             .retain(|_, live| live.record.tunnel_id != tunnel.id);
+        self.record_transition(tunnel.id, was_routable, now);
         self.publish();
         Ok(tunnel.id)
     }
 
-    pub fn tunnels(&self) -> Result<api::TunnelList, OpError> {
-        let tunnels = self.store.tunnels()?;
-        let tunnels: Vec<api::TunnelSummary> = tunnels
-            .into_iter()
-            .map(|t| api::TunnelSummary {
-                connections: self.live_count(t.id),
-                id: t.id,
-                name: t.name,
-                created_at: rfc3339(t.created_at),
-                deleted_at: None,
-                status: if self
-                    .live
-                    .values()
-                    .any(|l| l.record.tunnel_id == t.id && !l.draining)
-                {
-                    "active"
-                } else {
-                    "inactive"
-                }
-                .to_owned(),
-                connectors: 0,
-                uptime_seconds: 0,
-                last_active_at: None,
-                last_inactive_at: None,
-            })
-            .collect();
-        let total = tunnels.len();
-        Ok(api::TunnelList {
-            tunnels,
-            page: 1,
-            per_page: u32::try_from(total).unwrap_or(u32::MAX),
-            total: total as u64,
-        })
+    /// One page of the tunnels matching `query`.
+    pub fn list_tunnels(&self, query: &api::ListQuery) -> Result<api::TunnelList, OpError> {
+        self.list_tunnels_at(query, now_ms())
+    }
+
+    fn list_tunnels_at(
+        &self,
+        query: &api::ListQuery,
+        now: i64,
+    ) -> Result<api::TunnelList, OpError> {
+        let records = self.store.tunnels_with_deleted()?;
+        Ok(list::list(&records, &self.summaries(), query, now)?)
     }
 
     pub fn tunnel_info(&self, tunnel: &str) -> Result<api::TunnelInfo, OpError> {
+        self.tunnel_info_at(tunnel, now_ms())
+    }
+
+    fn tunnel_info_at(&self, tunnel: &str, now: i64) -> Result<api::TunnelInfo, OpError> {
         let tunnel = self.find(tunnel)?;
         let mut connections: Vec<&Live> = self
             .live
@@ -383,7 +430,13 @@ impl State {
             let r = &live.record;
             (r.connector_id, r.conn_index, r.opened_at, r.id)
         });
-        let active = connections.iter().any(|live| !live.draining);
+        let status = self
+            .summaries()
+            .get(&tunnel.id)
+            .copied()
+            .unwrap_or_default()
+            .status;
+        let history = self.store.closed_connections(tunnel.id, HISTORY_LEN)?;
         let mut routes: Vec<String> = self
             .routes
             .iter()
@@ -392,18 +445,49 @@ impl State {
             .collect();
         routes.sort();
 
+        let uptime = list::uptime_ms(&tunnel, status, now) / 1000;
         Ok(api::TunnelInfo {
             id: tunnel.id,
             name: tunnel.name,
             created_at: rfc3339(tunnel.created_at),
-            status: if active { "active" } else { "inactive" }.to_owned(),
-            uptime_seconds: 0,
-            last_active_at: None,
-            last_inactive_at: None,
-            connections: connections.into_iter().map(connection_info).collect(),
-            history: Vec::new(),
+            status: status.as_str().to_owned(),
+            uptime_seconds: u64::try_from(uptime).unwrap_or(0),
+            last_active_at: tunnel.last_active_at.map(rfc3339),
+            last_inactive_at: tunnel.last_inactive_at.map(rfc3339),
+            connections: connections
+                .into_iter()
+                .map(|live| connection_info(&live.record, live.draining))
+                .collect(),
+            history: history.iter().map(|r| connection_info(r, false)).collect(),
             routes,
         })
+    }
+
+    /// Drops the tunnel's connection records that are not live; returns how many.
+    pub fn cleanup(&mut self, tunnel: &str) -> Result<api::CleanedUp, OpError> {
+        let tunnel = self.find(tunnel)?;
+        let keep: Vec<Uuid> = self
+            .live
+            .values()
+            .filter(|live| live.record.tunnel_id == tunnel.id)
+            .map(|live| live.record.id)
+            .collect();
+        let removed = self.store.remove_connections(tunnel.id, &keep)?;
+        tracing::debug!(tunnel = %tunnel.name, removed, "connection records dropped");
+        Ok(api::CleanedUp {
+            tunnel_id: tunnel.id,
+            removed,
+        })
+    }
+
+    /// Every tunnel with live connections, summed up.
+    fn summaries(&self) -> HashMap<Uuid, LiveSummary> {
+        list::summarize(self.live.values().map(|live| LiveConnection {
+            tunnel_id: live.record.tunnel_id,
+            connector_id: live.record.connector_id,
+            ha_connections: live.record.ha_connections,
+            draining: live.draining,
+        }))
     }
 
     pub fn routes(&self) -> Result<Vec<api::Route>, OpError> {
@@ -461,20 +545,19 @@ impl State {
     }
 }
 
-fn connection_info(live: &Live) -> api::ConnectionInfo {
-    let r = &live.record;
+fn connection_info(r: &ConnectionRecord, draining: bool) -> api::ConnectionInfo {
     api::ConnectionInfo {
         id: r.id,
         connector_id: r.connector_id,
         conn_index: r.conn_index,
-        ha_connections: 0,
+        ha_connections: r.ha_connections,
         edge_worker: r.edge_worker,
         opened_at: rfc3339(r.opened_at),
-        closed_at: None,
+        closed_at: r.closed_at.map(rfc3339),
         version: r.version.clone(),
         platform: r.platform.clone(),
         origin_addr: r.remote_addr.clone(),
-        draining: live.draining,
+        draining,
     }
 }
 

@@ -10,7 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 
 /// Migration `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE tunnels (
         id          TEXT PRIMARY KEY,
         name        TEXT NOT NULL,
@@ -38,7 +39,16 @@ const MIGRATIONS: &[&str] = &[r#"
         closed_at    INTEGER
     );
     CREATE INDEX connections_open ON connections(closed_at) WHERE closed_at IS NULL;
-"#];
+"#,
+    // Status history: when each tunnel last became active and inactive, and how many
+    // connections each connector asked for (0 on records older than this migration).
+    r#"
+    ALTER TABLE tunnels ADD COLUMN last_active_at INTEGER;
+    ALTER TABLE tunnels ADD COLUMN last_inactive_at INTEGER;
+    ALTER TABLE connections ADD COLUMN ha_connections INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX connections_tunnel ON connections(tunnel_id, closed_at);
+"#,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -57,8 +67,12 @@ pub struct TunnelRecord {
     pub id: Uuid,
     pub name: String,
     pub secret_hash: Vec<u8>,
-    /// Unix milliseconds.
+    /// Unix milliseconds, as are the other times.
     pub created_at: i64,
+    pub deleted_at: Option<i64>,
+    /// When the tunnel last became active and inactive, if ever.
+    pub last_active_at: Option<i64>,
+    pub last_inactive_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,8 +92,12 @@ pub struct ConnectionRecord {
     pub remote_addr: String,
     pub version: String,
     pub platform: String,
-    /// Unix milliseconds.
+    /// How many connections its connector asked for.
+    pub ha_connections: u8,
+    /// Unix milliseconds, as is `closed_at`.
     pub opened_at: i64,
+    /// Set once the connection has ended; [`Store::open_connection`] ignores it.
+    pub closed_at: Option<i64>,
 }
 
 /// A tunnel named or identified by what an operator typed.
@@ -151,7 +169,6 @@ impl Store {
 
     /// A tunnel that has not been deleted.
     pub fn tunnel(&self, key: TunnelKey<'_>) -> Result<Option<TunnelRecord>, StoreError> {
-        const COLUMNS: &str = "SELECT id, name, secret_hash, created_at FROM tunnels";
         let row = match key {
             TunnelKey::Id(id) => self.db.query_row(
                 &format!("{COLUMNS} WHERE id = ?1 AND deleted_at IS NULL"),
@@ -169,12 +186,38 @@ impl Store {
 
     /// Every tunnel that has not been deleted, oldest first.
     pub fn tunnels(&self) -> Result<Vec<TunnelRecord>, StoreError> {
-        let mut stmt = self.db.prepare(
-            "SELECT id, name, secret_hash, created_at FROM tunnels \
-             WHERE deleted_at IS NULL ORDER BY created_at, id",
-        )?;
+        let mut stmt = self.db.prepare(&format!(
+            "{COLUMNS} WHERE deleted_at IS NULL ORDER BY created_at, id"
+        ))?;
         let rows = stmt.query_map([], raw_tunnel)?;
         rows.map(|row| row?.parse()).collect()
+    }
+
+    /// Every tunnel, deleted ones included, oldest first.
+    pub fn tunnels_with_deleted(&self) -> Result<Vec<TunnelRecord>, StoreError> {
+        let mut stmt = self
+            .db
+            .prepare(&format!("{COLUMNS} ORDER BY created_at, id"))?;
+        let rows = stmt.query_map([], raw_tunnel)?;
+        rows.map(|row| row?.parse()).collect()
+    }
+
+    /// Records that the tunnel became active at `now`.
+    pub fn set_last_active(&mut self, id: Uuid, now: i64) -> Result<(), StoreError> {
+        self.db.execute(
+            "UPDATE tunnels SET last_active_at = ?2 WHERE id = ?1",
+            params![id.to_string(), now],
+        )?;
+        Ok(())
+    }
+
+    /// Records that the tunnel became inactive at `now`.
+    pub fn set_last_inactive(&mut self, id: Uuid, now: i64) -> Result<(), StoreError> {
+        self.db.execute(
+            "UPDATE tunnels SET last_inactive_at = ?2 WHERE id = ?1",
+            params![id.to_string(), now],
+        )?;
+        Ok(())
     }
 
     /// Marks the tunnel deleted and removes its routes, in one transaction.
@@ -253,8 +296,8 @@ impl Store {
     pub fn open_connection(&mut self, conn: &ConnectionRecord) -> Result<(), StoreError> {
         self.db.execute(
             "INSERT INTO connections (id, tunnel_id, connector_id, conn_index, edge_worker, \
-             remote_addr, version, platform, opened_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             remote_addr, version, platform, ha_connections, opened_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 conn.id.to_string(),
                 conn.tunnel_id.to_string(),
@@ -264,6 +307,7 @@ impl Store {
                 conn.remote_addr,
                 conn.version,
                 conn.platform,
+                conn.ha_connections,
                 conn.opened_at,
             ],
         )?;
@@ -280,12 +324,60 @@ impl Store {
     }
 
     /// Closes every connection still recorded open: on start they are records of a previous
-    /// run whose process ended without saying so. Returns how many there were.
+    /// run whose process ended without saying so. Their tunnels became inactive then, as
+    /// far as anyone can tell. Returns how many connections there were.
     pub fn close_stale_connections(&mut self, now: i64) -> Result<usize, StoreError> {
-        Ok(self.db.execute(
+        let tx = self.db.transaction()?;
+        tx.execute(
+            "UPDATE tunnels SET last_inactive_at = ?1 WHERE id IN \
+             (SELECT tunnel_id FROM connections WHERE closed_at IS NULL)",
+            [now],
+        )?;
+        let closed = tx.execute(
             "UPDATE connections SET closed_at = ?1 WHERE closed_at IS NULL",
             [now],
-        )?)
+        )?;
+        tx.commit()?;
+        Ok(closed)
+    }
+
+    /// The tunnel's closed connections, most recently closed first, at most `limit`.
+    pub fn closed_connections(
+        &self,
+        tunnel_id: Uuid,
+        limit: usize,
+    ) -> Result<Vec<ConnectionRecord>, StoreError> {
+        let mut stmt = self.db.prepare(
+            "SELECT id, tunnel_id, connector_id, conn_index, edge_worker, remote_addr, version, \
+             platform, ha_connections, opened_at, closed_at FROM connections \
+             WHERE tunnel_id = ?1 AND closed_at IS NOT NULL \
+             ORDER BY closed_at DESC, opened_at DESC, id LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![tunnel_id.to_string(), limit], raw_connection)?;
+        rows.map(|row| row?.parse()).collect()
+    }
+
+    /// Drops the tunnel's connection records except those in `keep` (the live ones), in
+    /// one transaction. Returns how many were dropped.
+    pub fn remove_connections(
+        &mut self,
+        tunnel_id: Uuid,
+        keep: &[Uuid],
+    ) -> Result<u64, StoreError> {
+        let tx = self.db.transaction()?;
+        let ids: Vec<String> = {
+            let mut stmt = tx.prepare("SELECT id FROM connections WHERE tunnel_id = ?1")?;
+            let rows = stmt.query_map([tunnel_id.to_string()], |row| row.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let keep: Vec<String> = keep.iter().map(Uuid::to_string).collect();
+        let mut removed = 0u64;
+        for id in ids.iter().filter(|id| !keep.contains(id)) {
+            removed += tx.execute("DELETE FROM connections WHERE id = ?1", [id])? as u64;
+        }
+        tx.commit()?;
+        Ok(removed)
     }
 
     /// How many connections are recorded open.
@@ -326,21 +418,21 @@ fn migrate(db: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The columns [`raw_tunnel`] reads, in its order.
+const COLUMNS: &str = "SELECT id, name, secret_hash, created_at, deleted_at, last_active_at, \
+                       last_inactive_at FROM tunnels";
+
 /// A tunnels row before its id is parsed.
 struct RawTunnel {
     id: String,
-    name: String,
-    secret_hash: Vec<u8>,
-    created_at: i64,
+    record: TunnelRecord,
 }
 
 impl RawTunnel {
     fn parse(self) -> Result<TunnelRecord, StoreError> {
         Ok(TunnelRecord {
             id: parse_uuid(&self.id)?,
-            name: self.name,
-            secret_hash: self.secret_hash,
-            created_at: self.created_at,
+            ..self.record
         })
     }
 }
@@ -348,14 +440,58 @@ impl RawTunnel {
 fn raw_tunnel(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawTunnel> {
     Ok(RawTunnel {
         id: row.get(0)?,
-        name: row.get(1)?,
-        secret_hash: row.get(2)?,
-        created_at: row.get(3)?,
+        record: TunnelRecord {
+            id: Uuid::nil(),
+            name: row.get(1)?,
+            secret_hash: row.get(2)?,
+            created_at: row.get(3)?,
+            deleted_at: row.get(4)?,
+            last_active_at: row.get(5)?,
+            last_inactive_at: row.get(6)?,
+        },
+    })
+}
+
+/// A connections row before its ids are parsed.
+struct RawConnection {
+    ids: [String; 3],
+    record: ConnectionRecord,
+}
+
+impl RawConnection {
+    fn parse(self) -> Result<ConnectionRecord, StoreError> {
+        let [id, tunnel_id, connector_id] = &self.ids;
+        Ok(ConnectionRecord {
+            id: parse_uuid(id)?,
+            tunnel_id: parse_uuid(tunnel_id)?,
+            connector_id: parse_uuid(connector_id)?,
+            ..self.record
+        })
+    }
+}
+
+fn raw_connection(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawConnection> {
+    let edge_worker: i64 = row.get(4)?;
+    Ok(RawConnection {
+        ids: [row.get(0)?, row.get(1)?, row.get(2)?],
+        record: ConnectionRecord {
+            id: Uuid::nil(),
+            tunnel_id: Uuid::nil(),
+            connector_id: Uuid::nil(),
+            conn_index: row.get(3)?,
+            edge_worker: usize::try_from(edge_worker).unwrap_or(usize::MAX),
+            remote_addr: row.get(5)?,
+            version: row.get(6)?,
+            platform: row.get(7)?,
+            ha_connections: row.get(8)?,
+            opened_at: row.get(9)?,
+            closed_at: row.get(10)?,
+        },
     })
 }
 
 fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
-    Uuid::parse_str(text).map_err(|_| StoreError::Corrupt(format!("tunnel id {text:?}")))
+    Uuid::parse_str(text).map_err(|_| StoreError::Corrupt(format!("id {text:?}")))
 }
 
 #[cfg(test)]
@@ -384,6 +520,9 @@ mod tests {
             name: name.into(),
             secret_hash: vec![n as u8; 32],
             created_at: 1_000 + n as i64,
+            deleted_at: None,
+            last_active_at: None,
+            last_inactive_at: None,
         }
     }
 
@@ -397,7 +536,9 @@ mod tests {
             remote_addr: "127.0.0.1:5000".into(),
             version: "0.1.0".into(),
             platform: "linux-x86_64".into(),
+            ha_connections: 4,
             opened_at: 5_000,
+            closed_at: None,
         }
     }
 
@@ -499,7 +640,128 @@ mod tests {
         assert_eq!(store.open_connection_count().unwrap(), 1);
         assert_eq!(store.close_stale_connections(7_000).unwrap(), 1);
         assert_eq!(store.open_connection_count().unwrap(), 0);
+        let reloaded = store.tunnel(TunnelKey::Id(a.id)).unwrap().unwrap();
+        assert_eq!(reloaded.last_inactive_at, Some(7_000));
         assert_eq!(store.close_stale_connections(8_000).unwrap(), 0);
+        let reloaded = store.tunnel(TunnelKey::Id(a.id)).unwrap().unwrap();
+        assert_eq!(reloaded.last_inactive_at, Some(7_000));
+    }
+
+    #[test]
+    fn status_times_and_deleted_tunnels() {
+        let dir = TempDir::new();
+        let mut store = Store::open(&dir.0.join("adit.db")).unwrap();
+        let a = tunnel(1, "a");
+        let b = tunnel(2, "b");
+        store.create_tunnel(&a).unwrap();
+        store.create_tunnel(&b).unwrap();
+        store.set_last_active(a.id, 2_000).unwrap();
+        store.set_last_inactive(a.id, 3_000).unwrap();
+        store.delete_tunnel(b.id, 4_000).unwrap();
+
+        let expected_a = TunnelRecord {
+            last_active_at: Some(2_000),
+            last_inactive_at: Some(3_000),
+            ..a.clone()
+        };
+        let expected_b = TunnelRecord {
+            deleted_at: Some(4_000),
+            ..b.clone()
+        };
+        assert_eq!(store.tunnels().unwrap(), vec![expected_a.clone()]);
+        assert_eq!(
+            store.tunnels_with_deleted().unwrap(),
+            vec![expected_a, expected_b]
+        );
+    }
+
+    #[test]
+    fn history_newest_first_and_cleanup() {
+        let dir = TempDir::new();
+        let mut store = Store::open(&dir.0.join("adit.db")).unwrap();
+        let a = tunnel(1, "a");
+        let b = tunnel(2, "b");
+        store.create_tunnel(&a).unwrap();
+        store.create_tunnel(&b).unwrap();
+        for n in 1..=4 {
+            store.open_connection(&connection(n, a.id)).unwrap();
+        }
+        store.open_connection(&connection(5, b.id)).unwrap();
+        store.close_connection(Uuid::from_u128(101), 6_000).unwrap();
+        store.close_connection(Uuid::from_u128(102), 7_000).unwrap();
+        store.close_connection(Uuid::from_u128(105), 7_000).unwrap();
+
+        let history = store.closed_connections(a.id, 50).unwrap();
+        let closed = |n: u128, at: i64| ConnectionRecord {
+            closed_at: Some(at),
+            ..connection(n, a.id)
+        };
+        assert_eq!(history, vec![closed(2, 7_000), closed(1, 6_000)]);
+        assert_eq!(
+            store.closed_connections(a.id, 1).unwrap(),
+            vec![closed(2, 7_000)]
+        );
+
+        // Connection 4 is live and stays; 3 is open but not live, so it goes.
+        let removed = store
+            .remove_connections(a.id, &[Uuid::from_u128(104)])
+            .unwrap();
+        assert_eq!(removed, 3);
+        assert_eq!(store.closed_connections(a.id, 50).unwrap(), vec![]);
+        assert_eq!(store.open_connection_count().unwrap(), 1);
+        assert_eq!(
+            store
+                .remove_connections(a.id, &[Uuid::from_u128(104)])
+                .unwrap(),
+            0
+        );
+        assert_eq!(store.closed_connections(b.id, 50).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn version_one_databases_are_migrated() {
+        let dir = TempDir::new();
+        let path = dir.0.join("adit.db");
+        {
+            let mut db = Connection::open(&path).unwrap();
+            db.execute_batch(
+                "CREATE TABLE schema_version (version INTEGER NOT NULL);\
+                 INSERT INTO schema_version (version) VALUES (1);",
+            )
+            .unwrap();
+            let tx = db.transaction().unwrap();
+            tx.execute_batch(MIGRATIONS[0]).unwrap();
+            tx.execute(
+                "INSERT INTO tunnels (id, name, secret_hash, created_at) VALUES (?1, 'old', x'00', 10)",
+                [Uuid::from_u128(1).to_string()],
+            )
+            .unwrap();
+            tx.execute(
+                "INSERT INTO connections (id, tunnel_id, connector_id, conn_index, edge_worker, \
+                 remote_addr, version, platform, opened_at, closed_at) \
+                 VALUES (?1, ?2, ?3, 0, 0, 'r', 'v', 'p', 20, 30)",
+                [
+                    Uuid::from_u128(2).to_string(),
+                    Uuid::from_u128(1).to_string(),
+                    Uuid::from_u128(3).to_string(),
+                ],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+
+        let store = Store::open(&path).unwrap();
+        let old = store.tunnel(TunnelKey::Name("old")).unwrap().unwrap();
+        assert_eq!((old.last_active_at, old.last_inactive_at), (None, None));
+        let history = store.closed_connections(Uuid::from_u128(1), 50).unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].ha_connections, 0);
+        assert_eq!(history[0].closed_at, Some(30));
+        let version: i64 = store
+            .db
+            .query_row("SELECT version FROM schema_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
     }
 
     #[test]
@@ -514,7 +776,7 @@ mod tests {
         let err = Store::open(&path).err().unwrap();
         assert_eq!(
             err.to_string(),
-            "database schema version 99 is newer than this adit understands (1)"
+            "database schema version 99 is newer than this adit understands (2)"
         );
     }
 
