@@ -309,8 +309,15 @@ impl<'a> Filter<'a> {
             SortBy::Uptime => a.uptime.cmp(&b.uptime),
             SortBy::Connections => a.live.connections.cmp(&b.live.connections),
         };
+        // Names sort case-insensitively, so `Web` and `web` sit together.
+        let (a_name, b_name) = (&a.record.name, &b.record.name);
         let order = primary
-            .then_with(|| a.record.name.cmp(&b.record.name))
+            .then_with(|| {
+                a_name
+                    .to_ascii_lowercase()
+                    .cmp(&b_name.to_ascii_lowercase())
+            })
+            .then_with(|| a_name.cmp(b_name))
             .then_with(|| a.record.id.cmp(&b.record.id));
         if self.query.invert_sort {
             order.reverse()
@@ -404,5 +411,360 @@ fn summary(row: &Row<'_>) -> TunnelSummary {
         uptime_seconds: u64::try_from(row.uptime / 1000).unwrap_or(0),
         last_active_at: record.last_active_at.map(rfc3339),
         last_inactive_at: record.last_inactive_at.map(rfc3339),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3_600_000;
+    const DAY: i64 = 24 * HOUR;
+    /// 2023-11-14T22:13:20Z
+    const BASE: i64 = 1_700_000_000_000;
+    const NOW: i64 = BASE + 10 * DAY;
+
+    fn record(n: u128, name: &str, created_at: i64) -> TunnelRecord {
+        TunnelRecord {
+            id: Uuid::from_u128(n),
+            name: name.into(),
+            secret_hash: vec![0; 32],
+            created_at,
+            deleted_at: None,
+            last_active_at: None,
+            last_inactive_at: None,
+        }
+    }
+
+    /// alpha (active an hour), beta (degraded ten minutes), gamma (inactive, one draining
+    /// connection), Alpine (never active) and a deleted alpha created before the others.
+    fn fixture() -> (Vec<TunnelRecord>, HashMap<Uuid, LiveSummary>) {
+        let alpha = TunnelRecord {
+            last_active_at: Some(NOW - HOUR),
+            ..record(1, "alpha", BASE + DAY)
+        };
+        let beta = TunnelRecord {
+            last_active_at: Some(NOW - 600_000),
+            last_inactive_at: Some(NOW - HOUR),
+            ..record(2, "beta", BASE + 2 * DAY)
+        };
+        let gamma = TunnelRecord {
+            last_active_at: Some(BASE),
+            last_inactive_at: Some(BASE + HOUR),
+            ..record(3, "gamma", BASE + 3 * DAY)
+        };
+        let alpine = record(4, "Alpine", BASE + 4 * DAY);
+        let deleted = TunnelRecord {
+            deleted_at: Some(BASE + 12 * HOUR),
+            last_active_at: Some(BASE + HOUR),
+            ..record(5, "alpha", BASE)
+        };
+
+        let conn = |tunnel: u128, connector: u128, ha: u8, draining: bool| LiveConnection {
+            tunnel_id: Uuid::from_u128(tunnel),
+            connector_id: Uuid::from_u128(100 + connector),
+            ha_connections: ha,
+            draining,
+        };
+        let live = summarize([
+            conn(1, 1, 2, false),
+            conn(1, 1, 2, false),
+            conn(2, 2, 4, false),
+            conn(2, 3, 1, false),
+            conn(2, 3, 1, true),
+            conn(3, 4, 1, true),
+        ]);
+        (vec![deleted, alpha, beta, gamma, alpine], live)
+    }
+
+    fn run(query: &str) -> Result<TunnelList, String> {
+        let (records, live) = fixture();
+        let query = parse_query(query).map_err(|e| e.0)?;
+        list(&records, &live, &query, NOW).map_err(|e| e.0)
+    }
+
+    /// The names listed, with `!` after deleted ones.
+    fn names(query: &str) -> Vec<String> {
+        let listed = run(query).unwrap();
+        assert_eq!(listed.total, listed.tunnels.len() as u64);
+        listed
+            .tunnels
+            .iter()
+            .map(|t| match t.deleted_at {
+                Some(_) => format!("{}!", t.name),
+                None => t.name.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn statuses_from_live_connections() {
+        let (_, live) = fixture();
+        let summary = |n: u128| live.get(&Uuid::from_u128(n)).copied();
+        let expect = |connections, connectors, status| {
+            Some(LiveSummary {
+                connections,
+                connectors,
+                status,
+            })
+        };
+        assert_eq!(summary(1), expect(2, 1, Status::Active));
+        assert_eq!(summary(2), expect(3, 2, Status::Degraded));
+        assert_eq!(summary(3), expect(1, 1, Status::Inactive));
+        assert_eq!(summary(4), None);
+
+        // A draining connection does not count towards what its connector asked for.
+        let conn = |draining| LiveConnection {
+            tunnel_id: Uuid::from_u128(1),
+            connector_id: Uuid::from_u128(2),
+            ha_connections: 2,
+            draining,
+        };
+        let live = summarize([conn(false), conn(true)]);
+        assert_eq!(live[&Uuid::from_u128(1)].status, Status::Degraded);
+        let live = summarize([conn(false), conn(false)]);
+        assert_eq!(live[&Uuid::from_u128(1)].status, Status::Active);
+    }
+
+    #[test]
+    fn default_listing_fills_every_field() {
+        let listed = run("").unwrap();
+        assert_eq!((listed.page, listed.per_page, listed.total), (1, 100, 4));
+        assert_eq!(
+            listed.tunnels[0],
+            TunnelSummary {
+                id: Uuid::from_u128(1),
+                name: "alpha".into(),
+                created_at: "2023-11-15T22:13:20Z".into(),
+                deleted_at: None,
+                status: "active".into(),
+                connections: 2,
+                connectors: 1,
+                uptime_seconds: 3_600,
+                last_active_at: Some("2023-11-24T21:13:20Z".into()),
+                last_inactive_at: None,
+            }
+        );
+        assert_eq!(listed.tunnels[1].status, "degraded");
+        assert_eq!(listed.tunnels[1].uptime_seconds, 600);
+        assert_eq!(listed.tunnels[1].connections, 3);
+        assert_eq!(listed.tunnels[1].connectors, 2);
+        assert_eq!(
+            listed.tunnels[2],
+            TunnelSummary {
+                id: Uuid::from_u128(3),
+                name: "gamma".into(),
+                created_at: "2023-11-17T22:13:20Z".into(),
+                deleted_at: None,
+                status: "inactive".into(),
+                connections: 1,
+                connectors: 1,
+                uptime_seconds: 0,
+                last_active_at: Some("2023-11-14T22:13:20Z".into()),
+                last_inactive_at: Some("2023-11-14T23:13:20Z".into()),
+            }
+        );
+        assert_eq!(names(""), ["alpha", "beta", "gamma", "Alpine"]);
+    }
+
+    #[test]
+    fn name_filters() {
+        assert_eq!(names("name=alpha"), ["alpha"]);
+        assert_eq!(names("name=Alpha"), Vec::<String>::new());
+        assert_eq!(names("name_prefix=al"), ["alpha"]);
+        assert_eq!(names("name_prefix=Al"), ["Alpine"]);
+        assert_eq!(names("search=ALP"), ["alpha", "Alpine"]);
+        assert_eq!(names("search=et"), ["beta"]);
+        assert_eq!(names("search=%41lp+"), Vec::<String>::new());
+        assert_eq!(names("search=%41LP"), ["alpha", "Alpine"]);
+        // An empty value filters nothing.
+        assert_eq!(names("name=&search="), ["alpha", "beta", "gamma", "Alpine"]);
+    }
+
+    #[test]
+    fn status_filters() {
+        assert_eq!(names("status=active"), ["alpha", "beta"]);
+        assert_eq!(names("status=degraded"), ["beta"]);
+        assert_eq!(names("status=inactive"), ["gamma", "Alpine"]);
+        assert_eq!(names("status=inactive&show_deleted"), ["gamma", "Alpine"]);
+    }
+
+    #[test]
+    fn creation_time_filters() {
+        let day2 = "2023-11-16T22:13:20Z";
+        assert_eq!(names(&format!("created_after={day2}")), ["gamma", "Alpine"]);
+        assert_eq!(names(&format!("created_before={day2}")), ["alpha"]);
+        assert_eq!(
+            names("created_after=2023-11-15T00:00:00Z&created_before=2023-11-17T00:00:00Z"),
+            ["alpha", "beta"]
+        );
+        assert_eq!(
+            names("created_before=2023-11-15T00:00:00%2B00:00&show_deleted=1"),
+            ["alpha!"]
+        );
+    }
+
+    #[test]
+    fn uptime_filter() {
+        assert_eq!(names("min_uptime=10m"), ["alpha", "beta"]);
+        assert_eq!(names("min_uptime=601s"), ["alpha"]);
+        assert_eq!(names("min_uptime=1h"), ["alpha"]);
+        assert_eq!(names("min_uptime=2h"), Vec::<String>::new());
+        assert_eq!(names("min_uptime=0s"), ["alpha", "beta"]);
+    }
+
+    #[test]
+    fn sorting() {
+        assert_eq!(
+            names("sort_by=created"),
+            ["alpha", "beta", "gamma", "Alpine"]
+        );
+        assert_eq!(
+            names("sort_by=created&invert_sort=true"),
+            ["Alpine", "gamma", "beta", "alpha"]
+        );
+        assert_eq!(names("sort_by=name"), ["alpha", "Alpine", "beta", "gamma"]);
+        assert_eq!(
+            names("sort_by=name&invert_sort"),
+            ["gamma", "beta", "Alpine", "alpha"]
+        );
+        // Equal uptimes (0) and connection counts fall back to the name.
+        assert_eq!(
+            names("sort_by=uptime"),
+            ["Alpine", "gamma", "beta", "alpha"]
+        );
+        assert_eq!(
+            names("sort_by=uptime&invert_sort=1"),
+            ["alpha", "beta", "gamma", "Alpine"]
+        );
+        assert_eq!(
+            names("sort_by=connections"),
+            ["Alpine", "gamma", "alpha", "beta"]
+        );
+        assert_eq!(
+            names("sort_by=connections&invert_sort=true"),
+            ["beta", "alpha", "gamma", "Alpine"]
+        );
+        assert_eq!(
+            names("sort_by=name&invert_sort=false"),
+            ["alpha", "Alpine", "beta", "gamma"]
+        );
+    }
+
+    #[test]
+    fn deleted_tunnels_on_request() {
+        assert_eq!(
+            names("show_deleted=true"),
+            ["alpha!", "alpha", "beta", "gamma", "Alpine"]
+        );
+        assert_eq!(
+            names("show_deleted=0"),
+            ["alpha", "beta", "gamma", "Alpine"]
+        );
+        let listed = run("show_deleted&name=alpha&sort_by=name").unwrap();
+        // Same name: the id decides.
+        let deleted = &listed.tunnels[1];
+        assert_eq!(deleted.id, Uuid::from_u128(5));
+        assert_eq!(deleted.status, "deleted");
+        assert_eq!(deleted.deleted_at.as_deref(), Some("2023-11-15T10:13:20Z"));
+        assert_eq!(deleted.uptime_seconds, 0);
+        assert_eq!(deleted.connections, 0);
+        assert_eq!(
+            deleted.last_active_at.as_deref(),
+            Some("2023-11-14T23:13:20Z")
+        );
+    }
+
+    #[test]
+    fn paging() {
+        let page = |query: &str| {
+            let listed = run(query).unwrap();
+            let names: Vec<String> = listed.tunnels.iter().map(|t| t.name.clone()).collect();
+            (names, listed.page, listed.per_page, listed.total)
+        };
+        let strings = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            page("per_page=3"),
+            (strings(&["alpha", "beta", "gamma"]), 1, 3, 4)
+        );
+        assert_eq!(page("per_page=3&page=2"), (strings(&["Alpine"]), 2, 3, 4));
+        assert_eq!(page("per_page=3&page=3"), (strings(&[]), 3, 3, 4));
+        assert_eq!(
+            page("page=2&per_page=1&status=active"),
+            (strings(&["beta"]), 2, 1, 2)
+        );
+        assert_eq!(page("per_page=1000").2, 1000);
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        let error = |query: &str| run(query).unwrap_err();
+        assert_eq!(error("nme=a"), "unknown query parameter \"nme\"");
+        assert_eq!(
+            error("name=a&name=b"),
+            "query parameter name is given twice"
+        );
+        assert_eq!(
+            error("status=up"),
+            "status: expected active, inactive or degraded, not \"up\""
+        );
+        assert_eq!(
+            error("created_after=yesterday"),
+            "created_after: expected an RFC 3339 time like 2026-01-31T12:00:00Z, \
+             not \"yesterday\""
+        );
+        assert_eq!(
+            error("created_before=2023-11-15"),
+            "created_before: expected an RFC 3339 time like 2026-01-31T12:00:00Z, \
+             not \"2023-11-15\""
+        );
+        assert_eq!(
+            error("min_uptime=soon"),
+            "min_uptime: expected a duration like 90s, 10m or 2h, not \"soon\""
+        );
+        assert_eq!(
+            error("sort_by=size"),
+            "sort_by: expected name, created, uptime or connections, not \"size\""
+        );
+        assert_eq!(
+            error("invert_sort=yes"),
+            "invert_sort: expected true, false, 1 or 0, not \"yes\""
+        );
+        assert_eq!(
+            error("show_deleted=2"),
+            "show_deleted: expected true, false, 1 or 0, not \"2\""
+        );
+        assert_eq!(error("page=0"), "page: pages are numbered from 1");
+        assert_eq!(
+            error("page=-1"),
+            "page: expected a whole number, not \"-1\""
+        );
+        assert_eq!(error("per_page=0"), "per_page: expected 1 to 1000, not 0");
+        assert_eq!(
+            error("per_page=1001"),
+            "per_page: expected 1 to 1000, not 1001"
+        );
+        assert_eq!(error("name=%zz"), "name: malformed percent escape");
+        assert_eq!(error("name=%e2%82"), "name: not UTF-8 once percent-decoded");
+        assert_eq!(error("%"), "query parameter name: malformed percent escape");
+    }
+
+    #[test]
+    fn query_decoding() {
+        let parsed =
+            parse_query("name=a%20b&search=c+d&sort%5Fby=name&invert_sort&page=2").unwrap();
+        assert_eq!(
+            parsed,
+            ListQuery {
+                name: Some("a b".into()),
+                search: Some("c d".into()),
+                sort_by: Some("name".into()),
+                invert_sort: true,
+                page: Some(2),
+                ..ListQuery::default()
+            }
+        );
+        assert_eq!(parse_query("").unwrap(), ListQuery::default());
+        assert_eq!(parse_query("&&").unwrap(), ListQuery::default());
     }
 }

@@ -535,6 +535,34 @@ mod tests {
         assert_eq!(list[0]["status"], "inactive");
         assert_eq!(list[1]["name"], "api");
         assert_eq!(list.as_array().unwrap().len(), 2);
+        assert_eq!(list[0]["uptime_seconds"], 0);
+        assert_eq!(list[0]["last_active_at"], Value::Null);
+        assert_eq!(list[0]["deleted_at"], Value::Null);
+
+        let (status, list) = edge.request("GET", "/v1/tunnels?sort_by=name&per_page=1", None);
+        assert_eq!(status, 200);
+        assert_eq!(
+            (&list["total"], &list["page"], &list["per_page"]),
+            (&json!(2), &json!(1), &json!(1))
+        );
+        assert_eq!(list["tunnels"][0]["name"], "api");
+        let (_, list) = edge.request("GET", "/v1/tunnels?search=W%45&status=inactive", None);
+        assert_eq!(list["tunnels"][0]["name"], "web");
+        assert_eq!(list["total"], 1);
+        let (_, list) = edge.request("GET", "/v1/tunnels?status=active", None);
+        assert_eq!(
+            list,
+            json!({"tunnels": [], "page": 1, "per_page": 100, "total": 0})
+        );
+        let (status, body) = edge.request("GET", "/v1/tunnels?status=up", None);
+        assert_eq!(status, 400);
+        assert_eq!(
+            body,
+            json!({"error": "status: expected active, inactive or degraded, not \"up\""})
+        );
+        let (status, body) = edge.request("GET", "/v1/tunnels?colour=red", None);
+        assert_eq!(status, 400);
+        assert_eq!(body, json!({"error": "unknown query parameter \"colour\""}));
 
         let (status, routes) = edge.request("GET", "/v1/routes", None);
         assert_eq!(status, 200);
@@ -550,6 +578,19 @@ mod tests {
         assert_eq!(info["connections"], json!([]));
         assert_eq!(info["routes"], json!(["app.example.com"]));
         assert_eq!(info["created_at"], created["created_at"]);
+        assert_eq!(info["history"], json!([]));
+        assert_eq!(info["uptime_seconds"], 0);
+
+        let (status, body) = edge.request("DELETE", "/v1/tunnels/web/connections", None);
+        assert_eq!(status, 200);
+        assert_eq!(body, json!({"tunnel_id": id, "removed": 0}));
+        let (status, body) = edge.request("DELETE", "/v1/tunnels/nope/connections", None);
+        assert_eq!(status, 404);
+        assert_eq!(body, json!({"error": "tunnel nope does not exist"}));
+        assert_eq!(
+            edge.request("GET", "/v1/tunnels/web/connections", None).0,
+            405
+        );
 
         let (status, body) = edge.request("GET", "/v1/tunnels/nope", None);
         assert_eq!(status, 404);
@@ -611,6 +652,14 @@ mod tests {
         assert_eq!(info["connections"].as_array().unwrap().len(), 2);
         assert_eq!(info["connections"][0]["origin_addr"], "127.0.0.1:50000");
         assert_eq!(info["connections"][0]["version"], "0.1.0");
+        assert_eq!(info["connections"][0]["ha_connections"], 1);
+        assert_eq!(info["history"], json!([]));
+        assert!(info["last_active_at"].is_string());
+        assert_eq!(info["last_inactive_at"], Value::Null);
+        let (_, list) = edge.request("GET", "/v1/tunnels?status=active", None);
+        assert_eq!(list["tunnels"][0]["name"], "reg");
+        assert_eq!(list["tunnels"][0]["connections"], 2);
+        assert_eq!(list["tunnels"][0]["connectors"], 1);
 
         let send = |msg| edge.handle.sender().send(msg).unwrap();
         send(ControlMsg::Unregister {
@@ -628,6 +677,17 @@ mod tests {
         let (_, info) = edge.request("GET", "/v1/tunnels/reg", None);
         assert_eq!(info["status"], "inactive");
         assert_eq!(info["connections"][0]["draining"], true);
+        assert!(info["last_inactive_at"].is_string());
+        let history = info["history"].as_array().unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0]["id"], registration.connection_id.to_string());
+        assert!(history[0]["closed_at"].is_string());
+        let path = "/v1/tunnels/reg/connections";
+        let (status, body) = edge.request("DELETE", path, None);
+        assert_eq!((status, &body["removed"]), (200, &json!(1)));
+        let (_, info) = edge.request("GET", "/v1/tunnels/reg", None);
+        assert_eq!(info["history"], json!([]));
+        assert_eq!(info["connections"].as_array().unwrap().len(), 1);
 
         let (status, body) = edge.request("DELETE", "/v1/tunnels/reg", None);
         assert_eq!(status, 409);
