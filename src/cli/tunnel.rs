@@ -308,7 +308,7 @@ fn fetch_all(client: &AdminClient, query: &str) -> anyhow::Result<api::TunnelLis
     const PER_PAGE: u32 = 1000;
     let mut tunnels = Vec::new();
     let mut total = 0;
-    for page in 1.. {
+    for page in 1u32.. {
         let separator = if query.is_empty() { "" } else { "&" };
         let path = format!("/v1/tunnels?{query}{separator}page={page}&per_page={PER_PAGE}");
         let (_, value) = call(client, "GET", &path, None)?;
