@@ -244,7 +244,7 @@
     row.dataset.connection = connection.id;
     row.append(
       cell(connection.connector_id.slice(0, 8), "mono", connection.connector_id),
-      cell(connection.conn_index + " of " + connection.ha_connections, "num"),
+      cell(connectionIndex(connection), "num"),
       cell(String(connection.edge_worker), "num"),
       cell(connection.origin_addr, "mono"),
       cell(connection.version),
@@ -260,6 +260,12 @@
   }
 
   // --- small helpers -----------------------------------------------------------------
+
+  // "1 of 2": the connection's index among the connections its connector asked for.
+  function connectionIndex(connection) {
+    const asked = connection.ha_connections;
+    return asked ? connection.conn_index + " of " + asked : String(connection.conn_index);
+  }
 
   function cell(text, className, title) {
     const td = document.createElement("td");
