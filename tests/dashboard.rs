@@ -27,8 +27,10 @@ fn row(name: &str) -> String {
     )
 }
 
-/// The names of the rows listed, in order.
-const ROWS: &str = "[...document.querySelectorAll('#tunnels tbody tr')].map(r => r.dataset.tunnel)";
+/// The names of the rows listed, sorted (tunnels created in the same second may come in
+/// either order).
+const ROWS: &str =
+    "[...document.querySelectorAll('#tunnels tbody tr')].map(r => r.dataset.tunnel).sort()";
 
 fn count(selector: &str) -> String {
     format!("document.querySelectorAll({selector:?}).length")
@@ -165,6 +167,22 @@ fn dashboard_follows_a_connector() {
     assert!(
         !href.contains(&edge.token),
         "the token is in the URL: {href}"
+    );
+
+    // Signing out forgets the token; signing in again comes back to the list.
+    browser.eval("document.getElementById('sign-out').click(); true");
+    browser.wait_for(
+        SHORT,
+        "the sign-in form",
+        "!document.getElementById('signin').hidden",
+    );
+    assert_eq!(browser.eval("sessionStorage.length"), json!(0));
+    sign_in(&mut browser, &edge.token);
+    browser.wait_value(
+        SHORT,
+        "the list again",
+        &row("web"),
+        json!(["inactive", "0"]),
     );
 
     // The closed connections' history comes from the control plane's connection records.
