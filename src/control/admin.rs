@@ -4,7 +4,11 @@
 //! thread of its own (at most [`MAX_CONNECTIONS`] at once), with read and write timeouts
 //! and a deadline so a slow client cannot hold one forever. Requests are bounded to
 //! [`MAX_REQUEST`] bytes and parsed with `httparse`.
+//!
+//! `GET /` and the few files it loads answer the [`dashboard`] page without a token; the
+//! page then signs in and reads the JSON API like any other client.
 
+use std::borrow::Cow;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::registry::{OpError, Shared};
-use super::{api, list, pki};
+use super::{api, dashboard, list, pki};
 
 const MAX_REQUEST: usize = 64 * 1024;
 const MAX_HEADERS: usize = 32;
@@ -95,15 +99,22 @@ pub fn wake_addr(addr: SocketAddr) -> SocketAddr {
     wake
 }
 
-/// A response: status and JSON body.
+/// A response: status, type and body (JSON, but for the dashboard's files).
 pub struct Response {
     status: u16,
-    body: String,
+    content_type: &'static str,
+    body: Cow<'static, str>,
 }
+
+const JSON: &str = "application/json";
 
 fn json<T: Serialize>(status: u16, value: &T) -> Response {
     match serde_json::to_string(value) {
-        Ok(body) => Response { status, body },
+        Ok(body) => Response {
+            status,
+            content_type: JSON,
+            body: body.into(),
+        },
         Err(e) => error(500, &format!("cannot encode the answer: {e}")),
     }
 }
@@ -114,7 +125,10 @@ fn error(status: u16, message: &str) -> Response {
     };
     Response {
         status,
-        body: serde_json::to_string(&body).unwrap_or_else(|_| "{}".into()),
+        content_type: JSON,
+        body: serde_json::to_string(&body)
+            .unwrap_or_else(|_| "{}".into())
+            .into(),
     }
 }
 
@@ -225,12 +239,18 @@ fn parse_request(buf: &[u8]) -> Result<Option<Request>, Response> {
 }
 
 fn write_response(stream: &mut TcpStream, response: &Response) -> io::Result<()> {
+    // The security fields go on every answer: they cost nothing on JSON and the page's
+    // files must never be framed, sniffed as another type or allowed inline code.
     let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nContent-Security-Policy: {}\r\n\
+         X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n\
+         Referrer-Policy: no-referrer\r\nConnection: close\r\n\r\n",
         response.status,
         reason(response.status),
-        response.body.len()
+        response.content_type,
+        response.body.len(),
+        dashboard::CONTENT_SECURITY_POLICY,
     );
     stream.write_all(head.as_bytes())?;
     stream.write_all(response.body.as_bytes())?;
@@ -291,6 +311,15 @@ fn endpoint(path: &str) -> Option<Endpoint<'_>> {
 }
 
 fn handle(request: &Request, context: &Context) -> Response {
+    if request.method == "GET" {
+        if let Some(asset) = dashboard::asset(&request.path) {
+            return Response {
+                status: 200,
+                content_type: asset.content_type,
+                body: asset.body.into(),
+            };
+        }
+    }
     if !authorized(request, &context.token) {
         return error(
             401,

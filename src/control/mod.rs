@@ -8,6 +8,7 @@
 
 mod admin;
 pub mod api;
+mod dashboard;
 mod list;
 mod pki;
 mod registry;

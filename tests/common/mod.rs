@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use adit::http::{self, BodyDecoder, MAX_HEADERS};
 
+pub mod cdp;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_adit");
 
 /// A scratch directory removed when dropped.
