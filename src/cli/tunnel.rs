@@ -50,7 +50,7 @@ pub fn run(cmd: TunnelCommand) -> anyhow::Result<ExitCode> {
             admin,
         } => delete(&client(&admin)?, &tunnel, force, output, out)?,
         TunnelCommand::Cleanup { .. } => bail!("tunnel cleanup is not built yet"),
-        TunnelCommand::Ready { .. } => bail!("tunnel ready is not built yet"),
+        TunnelCommand::Ready { metrics } => return super::ready::run(&metrics),
         TunnelCommand::Run(_) | TunnelCommand::Ingress(_) => {
             bail!("this tunnel subcommand is not an admin API client")
         }
