@@ -115,7 +115,8 @@ pub fn render(sets: &[Arc<ConnectorMetrics>]) -> String {
     );
     let name = "adit_connector_registrations_total";
     out.header(name, "Registration attempts by result.", Kind::Counter);
-    let results: [(&str, fn(&ConnectorMetrics) -> &Counter); 3] = [
+    type Field = fn(&ConnectorMetrics) -> &Counter;
+    let results: [(&str, Field); 3] = [
         ("registered", |s| &s.registrations_registered),
         ("refused", |s| &s.registrations_refused),
         ("failed", |s| &s.registrations_failed),

@@ -66,7 +66,8 @@ pub fn render(sets: &[Arc<EdgeMetrics>]) -> String {
         sets,
         |s| &s.requests,
     );
-    let histograms: [(&str, &str, fn(&EdgeMetrics) -> &Histogram); 2] = [
+    type Field = fn(&EdgeMetrics) -> &Histogram;
+    let histograms: [(&str, &str, Field); 2] = [
         (
             "adit_edge_request_latency_seconds",
             "Time from a complete request head to the end of its response.",
