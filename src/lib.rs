@@ -33,6 +33,9 @@
 //! - [`connector`]: the YAML config and ingress rules, the outbound QUIC connections with
 //!   reconnect and backoff, and the origin proxy with its keep-alive pools and TLS to
 //!   `https://` and `unix+tls:` origins, and the relay of `tcp://` services.
+//! - [`metrics`]: Prometheus metrics of the edge and the connector: per-worker sets written
+//!   without locks and summed at scrape time, the QUIC path figures of each connection, and
+//!   the small HTTP server for `/metrics` and the connector's `/ready` and `/healthcheck`.
 //! - [`access`]: the access client (`adit access tcp`), which carries local TCP connections
 //!   or stdin/stdout over a WebSocket through the edge to a tunnel's `tcp://` service.
 //! - [`origin`]: the built-in origin (`adit origin`) the tests run against.
@@ -57,7 +60,6 @@
 //!   edge's HTTP listener, the edge forwards it like any upgrade, and the WebSocket framing
 //!   runs end to end between the access client and the connector. No stream uses
 //!   [`tunnel::frame::StreamKind::Tcp`], and the edge has no raw TCP listeners.
-//! - `metrics` does not exist yet.
 
 pub mod access;
 pub mod bench;
@@ -67,6 +69,7 @@ pub mod control;
 pub mod edge;
 pub mod http;
 pub mod load;
+pub mod metrics;
 pub mod origin;
 pub mod quic;
 pub mod runtime;

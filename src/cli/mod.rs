@@ -16,6 +16,7 @@ mod ingress;
 mod load;
 mod logging;
 mod quick;
+mod ready;
 mod roles;
 mod signals;
 mod tunnel;

@@ -11,11 +11,16 @@ use crate::connector::{self, config::Config, ingress::Ingress, ConnectorConfig};
 use crate::edge::config::EdgeFile;
 use crate::edge::tls::CertFiles;
 use crate::edge::{self, proxy::ClientLimits, EdgeConfig};
+use crate::metrics::{self, server};
 use crate::runtime;
 use crate::tunnel::credentials::Credentials;
 
 pub fn edge(args: EdgeArgs) -> anyhow::Result<ExitCode> {
+    let metrics = server::bind(args.metrics, &[SocketAddr::from(([127, 0, 0, 1], 7071))])?;
     let edge = edge::start(edge_config(args)?)?;
+    let sets = edge.metrics.clone();
+    let _metrics = server::start(metrics, move || metrics::edge::render(&sets), Vec::new())
+        .context("cannot start the metrics server")?;
     let signal = wait_for_signal()?;
     tracing::info!(signal, "edge shutting down");
     edge.shutdown();
@@ -128,6 +133,10 @@ pub fn connector(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let workers = args.workers.unwrap_or_else(runtime::default_workers);
+    let defaults: Vec<SocketAddr> = (20241..=20245)
+        .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+        .collect();
+    let metrics = server::bind(args.metrics, &defaults)?;
     let connector = connector::start(ConnectorConfig {
         credentials,
         ingress,
@@ -135,7 +144,23 @@ pub fn connector(args: RunArgs) -> anyhow::Result<ExitCode> {
         workers,
         edge: args.edge,
     })?;
+    let _metrics = connector_metrics(&connector, metrics)?;
     run_connector(connector)
+}
+
+/// Serves the connector's `/metrics`, `/ready` and `/healthcheck` on `listener`.
+fn connector_metrics(
+    connector: &connector::Connector,
+    listener: std::net::TcpListener,
+) -> anyhow::Result<server::MetricsServer> {
+    let sets = connector.metrics.clone();
+    let ready_sets = sets.clone();
+    let id = connector.connector_id;
+    let ready: server::Handler = Box::new(move || metrics::connector::ready(&ready_sets, id));
+    let health: server::Handler = Box::new(|| server::Reply::text(200, "OK"));
+    let routes = vec![("/ready", ready), ("/healthcheck", health)];
+    server::start(listener, move || metrics::connector::render(&sets), routes)
+        .context("cannot start the metrics server")
 }
 
 pub fn origin(args: OriginArgs) -> anyhow::Result<ExitCode> {

@@ -60,7 +60,7 @@ pub fn run(cmd: TunnelCommand) -> anyhow::Result<ExitCode> {
             output,
             admin,
         } => cleanup(&client(&admin)?, &tunnel, output, out)?,
-        TunnelCommand::Ready { .. } => bail!("tunnel ready is not built yet"),
+        TunnelCommand::Ready { metrics } => return super::ready::run(&metrics),
         TunnelCommand::Run(_) | TunnelCommand::Ingress(_) => {
             bail!("this tunnel subcommand is not an admin API client")
         }

@@ -63,7 +63,9 @@ pub async fn run_link(
         match connect(&endpoint, &settings, index).await {
             Ok((conn, control)) => {
                 failures = 0;
-                let why = serve_connection(local.clone(), conn).await;
+                let served = serve_connection(local.clone(), conn.clone());
+                let why = local.metrics.serving(index, &conn, served).await;
+                drop(conn);
                 drop(control);
                 if local.stopping.get() {
                     return;
@@ -71,6 +73,7 @@ pub async fn run_link(
                 tracing::warn!(index, "connection to the edge lost: {why}");
             }
             Err(LinkError::Refused { code, message }) if !code.retryable() => {
+                local.metrics.registrations_refused.inc();
                 let _ = fatal.send(format!(
                     "the edge refused tunnel {}: {message}",
                     settings.tunnel_id
@@ -79,12 +82,17 @@ pub async fn run_link(
             }
             Err(_) if local.stopping.get() => return,
             Err(err) => {
+                match err {
+                    LinkError::Refused { .. } => local.metrics.registrations_refused.inc(),
+                    _ => local.metrics.registrations_failed.inc(),
+                }
                 let edge = settings.edge;
                 tracing::warn!(index, %edge, "cannot register with the edge: {err}");
             }
         }
         let delay = backoff(failures, rand::random());
         failures = failures.saturating_add(1);
+        local.metrics.reconnects.inc();
         tracing::info!(
             index,
             "reconnecting to the edge in {} ms",

@@ -24,6 +24,7 @@ use std::thread::JoinHandle;
 use anyhow::Context;
 use uuid::Uuid;
 
+use crate::metrics::connector::ConnectorMetrics;
 use crate::quic::{self, Endpoint};
 use crate::runtime;
 use crate::tunnel::credentials::Credentials;
@@ -50,6 +51,8 @@ pub struct ConnectorConfig {
 pub struct Connector {
     pub connector_id: Uuid,
     pub threads: Vec<JoinHandle<()>>,
+    /// Each worker's metrics, for the metrics server to sum.
+    pub metrics: Vec<Arc<ConnectorMetrics>>,
     fatal: crossbeam_channel::Receiver<String>,
     stops: Vec<futures_channel::oneshot::Sender<()>>,
 }
@@ -115,7 +118,10 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
         items.push((socket, stopped));
     }
 
+    let metrics: Vec<Arc<ConnectorMetrics>> = (0..workers).map(|_| Arc::default()).collect();
+    let worker_metrics = metrics.clone();
     let threads = runtime::spawn_workers("connector", items, move |index, (socket, stopped)| {
+        let metrics = worker_metrics[index].clone();
         let settings = settings.clone();
         let ingress = ingress.clone();
         let origin_tls = origin_tls.clone();
@@ -137,6 +143,7 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
                 pool: Default::default(),
                 stopping: Default::default(),
                 tls,
+                metrics,
             });
             let settings = Rc::new(LinkSettings::clone(&settings));
             for i in (0..ha).filter(|i| usize::from(*i) % workers == index) {
@@ -161,6 +168,7 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
     Ok(Connector {
         connector_id,
         threads,
+        metrics,
         fatal,
         stops,
     })

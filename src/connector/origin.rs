@@ -6,6 +6,7 @@
 //! sent again, but only when nothing of a body had been consumed from the stream. A
 //! WebSocket request the origin accepts (101) turns the stream into raw bytes both ways.
 
+use std::cell::Cell;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -16,6 +17,8 @@ use super::pool::{dial, DialError, OriginConn};
 use super::response::{final_head, relay_body, Failure};
 use super::serve::{send_error, Local};
 use crate::http::body;
+use crate::metrics::connector::ConnectorMetrics;
+use crate::metrics::Counter;
 use crate::quic::{RecvStream, SendStream};
 use crate::runtime::io::{until_second, write_all, write_bytes, write_chunk};
 use crate::tunnel::frame::{BodyLen, ErrorCode, RequestFrame, StreamKind};
@@ -44,9 +47,15 @@ struct Ask<'a> {
     is_head: bool,
     upgrade: bool,
     rule: &'a Rule,
+    metrics: &'a ConnectorMetrics,
+    /// When the stream's request arrived: origin latency counts from here.
+    started: Instant,
+    /// The status of the final head sent to the edge, once sent.
+    status: Cell<u16>,
 }
 
-/// Proxies one request to the rule's origin and streams the response into `send`.
+/// Proxies one request to the rule's origin and streams the response into `send`. Returns
+/// the status sent to the edge (0 when none was).
 pub async fn proxy(
     local: &Local,
     rule_index: usize,
@@ -55,7 +64,7 @@ pub async fn proxy(
     first: Bytes,
     send: &mut SendStream,
     recv: &mut RecvStream,
-) {
+) -> u16 {
     let upgrade = request.line.kind == StreamKind::WebSocket;
     let ask = Ask {
         head: request_head(rule, request, upgrade),
@@ -64,6 +73,9 @@ pub async fn proxy(
         is_head: request.line.method == "HEAD",
         upgrade,
         rule,
+        metrics: &local.metrics,
+        started: Instant::now(),
+        status: Cell::new(0),
     };
     let replayable = request.line.body == BodyLen::Empty && !upgrade;
     let mut retried = false;
@@ -111,11 +123,11 @@ pub async fn proxy(
                     "origin {} closed the connection without answering",
                     rule.service
                 );
-                send_error(send, ErrorCode::OriginProtocol, &message).await;
+                return send_error(send, ErrorCode::OriginProtocol, &message).await;
             }
-            Exchange::Failed(code, message) => send_error(send, code, &message).await,
+            Exchange::Failed(code, message) => return send_error(send, code, &message).await,
         }
-        return;
+        return ask.status.get();
     }
 }
 
@@ -134,17 +146,29 @@ async fn exchange(
         return upgrade(&mut rd, &mut wr, buf, ask, send, recv).await;
     }
 
-    let upload = upload(&mut wr, ask.first.clone(), recv, ask.body);
+    let to_origin = &ask.metrics.bytes_to_origin;
+    let upload = upload(&mut wr, ask.first.clone(), recv, ask.body, to_origin);
     let download = async {
         let head = final_head(&mut rd, &mut buf, send, ask.rule, ask.is_head).await?;
+        ask.metrics.origin_latency.observe(ask.started.elapsed());
         if head.status == 101 {
             let message = format!("origin {} switched protocols unasked", ask.rule.service);
             return Err(Failure::Origin(ErrorCode::OriginProtocol, message));
         }
+        ask.status.set(head.status);
         if send.write(head.frame.clone()).await.is_err() {
             return Err(Failure::AfterHead);
         }
-        relay_body(&mut rd, std::mem::take(&mut buf), send, &head, ask.rule).await
+        let from_origin = &ask.metrics.bytes_from_origin;
+        relay_body(
+            &mut rd,
+            std::mem::take(&mut buf),
+            send,
+            &head,
+            ask.rule,
+            from_origin,
+        )
+        .await
     };
     let (uploaded, downloaded) = until_second(upload, download).await;
     match downloaded {
@@ -168,6 +192,8 @@ async fn upgrade(
         Ok(head) => head,
         Err(failure) => return failed(failure),
     };
+    ask.metrics.origin_latency.observe(ask.started.elapsed());
+    ask.status.set(head.status);
     if send.write(head.frame.clone()).await.is_err() {
         return Exchange::Done(None);
     }
@@ -175,7 +201,15 @@ async fn upgrade(
         splice(rd, wr, &mut buf, send, recv, ask.first.clone()).await;
         return Exchange::Done(None);
     }
-    let _ = relay_body(rd, buf, send, &head, ask.rule).await;
+    let _ = relay_body(
+        rd,
+        buf,
+        send,
+        &head,
+        ask.rule,
+        &ask.metrics.bytes_from_origin,
+    )
+    .await;
     Exchange::Done(None)
 }
 
@@ -255,7 +289,13 @@ fn request_head(rule: &Rule, request: &RequestFrame<'_>, upgrade: bool) -> Bytes
 }
 
 /// Moves the request body from the stream to the origin. True when all of it went.
-async fn upload(wr: &mut WriteHalf, first: Bytes, recv: &mut RecvStream, body: BodyLen) -> bool {
+async fn upload(
+    wr: &mut WriteHalf,
+    first: Bytes,
+    recv: &mut RecvStream,
+    body: BodyLen,
+    counted: &Counter,
+) -> bool {
     let chunked = match body {
         BodyLen::Empty => return true,
         BodyLen::Known(_) => false,
@@ -279,7 +319,8 @@ async fn upload(wr: &mut WriteHalf, first: Bytes, recv: &mut RecvStream, body: B
         if chunk.is_empty() {
             continue;
         }
-        sent += chunk.len() as u64;
+        let len = chunk.len() as u64;
+        sent += len;
         let written = if chunked {
             write_chunk(wr, chunk).await
         } else {
@@ -288,6 +329,7 @@ async fn upload(wr: &mut WriteHalf, first: Bytes, recv: &mut RecvStream, body: B
         if written.is_err() {
             return false;
         }
+        counted.add(len);
     }
     match body {
         BodyLen::Known(n) => sent == n,

@@ -7,6 +7,7 @@ use monoio::io::OwnedReadHalf;
 use super::ingress::Rule;
 use super::pool::OriginConn;
 use crate::http::{self, BodyDecoder, BodyFraming, MAX_HEADERS};
+use crate::metrics::Counter;
 use crate::quic::SendStream;
 use crate::runtime::io::{body_chunk, read_more};
 use crate::tunnel::frame::{self, BodyLen, ErrorCode};
@@ -71,14 +72,17 @@ pub async fn relay_body(
     send: &mut SendStream,
     head: &Head,
     rule: &Rule,
+    counted: &Counter,
 ) -> Result<bool, Failure> {
     let mut decoder = BodyDecoder::new(head.framing);
     loop {
         match body_chunk(rd, &mut buf, &mut decoder).await {
             Ok(Some(chunk)) => {
+                let len = chunk.len() as u64;
                 if send.write(chunk).await.is_err() {
                     return Err(Failure::AfterHead);
                 }
+                counted.add(len);
             }
             Ok(None) => break,
             Err(err) => {

@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use super::ingress::{Ingress, Service};
 use super::pool::Pool;
 use super::tls::OriginTls;
+use crate::metrics::connector::ConnectorMetrics;
 use crate::quic::{Connection, QuicError, RecvStream, SendStream};
 use crate::tunnel::frame::{self, BodyLen, ErrorCode, Frame};
 use crate::tunnel::io::read_frame;
@@ -23,6 +24,8 @@ pub struct Local {
     pub stopping: std::cell::Cell<bool>,
     /// This worker's TLS settings of each rule, by rule index (`None`: not a TLS origin).
     pub tls: Vec<Option<OriginTls>>,
+    /// This worker's metrics; it is their only writer.
+    pub metrics: Arc<ConnectorMetrics>,
 }
 
 /// Accepts and serves streams until the connection ends; returns why it ended.
@@ -38,6 +41,7 @@ pub async fn serve_connection(local: Rc<Local>, conn: Connection) -> QuicError {
 }
 
 async fn handle_stream(local: Rc<Local>, mut send: SendStream, mut recv: RecvStream) {
+    let _active = local.metrics.active_streams.track();
     let (frame_bytes, first) = match read_frame(&mut recv, Bytes::new()).await {
         Ok(read) => read,
         Err(err) => {
@@ -50,7 +54,8 @@ async fn handle_stream(local: Rc<Local>, mut send: SendStream, mut recv: RecvStr
         Ok(Some((Frame::Request(request), _))) => request,
         _ => {
             let message = "the edge sent a stream that does not start with a request";
-            return send_error(&mut send, ErrorCode::BadRequest, message).await;
+            let status = send_error(&mut send, ErrorCode::BadRequest, message).await;
+            return local.metrics.requests.record(status);
         }
     };
 
@@ -64,21 +69,24 @@ async fn handle_stream(local: Rc<Local>, mut send: SendStream, mut recv: RecvStr
         rule = index + 1,
         "request"
     );
-    match &rule.service {
+    let status = match &rule.service {
         Service::Status(code) => {
             recv.stop(0);
             respond(&mut send, *code, "text/plain; charset=utf-8", Bytes::new()).await;
+            *code
         }
         Service::HelloWorld => {
             recv.stop(0);
             let page = hello_page(request.line.authority, request.line.path);
             respond(&mut send, 200, "text/html; charset=utf-8", page).await;
+            200
         }
         Service::Tcp { .. } => {
             super::tcp::serve(&local, index, rule, &request, first, &mut send, &mut recv).await
         }
         _ => super::origin::proxy(&local, index, rule, &request, first, &mut send, &mut recv).await,
-    }
+    };
+    local.metrics.requests.record(status);
 }
 
 /// Answers with a complete response produced here, without an origin.
@@ -100,13 +108,19 @@ async fn respond(send: &mut SendStream, status: u16, content_type: &str, body: B
     let _ = send.finish();
 }
 
-/// Tells the edge the origin could not answer; the edge shows the page.
-pub async fn send_error(send: &mut SendStream, code: ErrorCode, message: &str) {
+/// Tells the edge the origin could not answer; the edge shows the page. Returns the status
+/// that page has, for the metrics.
+pub async fn send_error(send: &mut SendStream, code: ErrorCode, message: &str) -> u16 {
     let mut out = BytesMut::with_capacity(64 + message.len());
     frame::encode_error(&mut out, code, message);
     if send.write(out.freeze()).await.is_ok() {
         let _ = send.finish();
     }
+    let shown = crate::edge::error::ProxyError::Origin {
+        code,
+        message: String::new(),
+    };
+    crate::edge::error::page(&shown).0
 }
 
 fn hello_page(host: &str, path: &str) -> Bytes {

@@ -29,6 +29,7 @@ const RESET_BROKEN: u32 = 2;
 ///
 /// `local` and `rule_index` are unused: a TCP stream needs no pooled connection and no
 /// per-worker TLS settings. They keep this entry point in line with the HTTP proxy's.
+/// Returns the status sent to the edge (0 when none was).
 pub async fn serve(
     _local: &Local,
     _rule_index: usize,
@@ -37,7 +38,7 @@ pub async fn serve(
     first: Bytes,
     send: &mut SendStream,
     recv: &mut RecvStream,
-) {
+) -> u16 {
     let Service::Tcp { host, port } = &rule.service else {
         let message = format!("rule for {} is not a TCP service", rule.service);
         return send_error(send, ErrorCode::Internal, &message).await;
@@ -71,10 +72,11 @@ pub async fn serve(
     let mut head = BytesMut::with_capacity(64);
     let headers = [(&b"sec-websocket-accept"[..], accept.as_bytes())];
     if frame::encode_response(&mut head, 101, BodyLen::Unknown, headers).is_err() {
-        return send.reset(RESET_BROKEN);
+        send.reset(RESET_BROKEN);
+        return 0;
     }
     if send.write(head.freeze()).await.is_err() {
-        return;
+        return 0;
     }
 
     let (origin_in, mut origin_out) = origin.into_split();
@@ -90,6 +92,7 @@ pub async fn serve(
     )
     .await;
     tracing::debug!(service = %rule.service, ?outcome, "tcp stream ended");
+    101
 }
 
 async fn dial(rule: &Rule, host: &str, port: u16) -> Result<TcpStream, DialError> {

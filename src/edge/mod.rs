@@ -31,6 +31,7 @@ use bytes::BytesMut;
 use monoio::net::TcpStream;
 
 use crate::control::{self, ControlConfig, ControlHandle};
+use crate::metrics::edge::EdgeMetrics;
 use crate::quic::Endpoint;
 use crate::runtime;
 use worker::{Worker, WorkerMsg};
@@ -61,6 +62,8 @@ pub struct Edge {
     pub admin_addr: SocketAddr,
     pub control: ControlHandle,
     pub threads: Vec<JoinHandle<()>>,
+    /// Each worker's metrics, by worker index, for the metrics server to sum.
+    pub metrics: Vec<Arc<EdgeMetrics>>,
     inboxes: Vec<futures_channel::mpsc::UnboundedSender<WorkerMsg>>,
 }
 
@@ -144,8 +147,16 @@ pub fn start(config: EdgeConfig) -> anyhow::Result<Edge> {
     let sender = control.sender();
     let limits = config.limits;
     let worker_inboxes = inboxes.clone();
+    let metrics: Vec<Arc<EdgeMetrics>> = (0..workers).map(|_| Arc::default()).collect();
+    let worker_metrics = metrics.clone();
     let threads = runtime::spawn_workers("edge", items, move |index, sockets: WorkerSockets| {
-        let worker = Rc::new(Worker::new(index, limits, sender.clone(), inboxes.clone()));
+        let worker = Rc::new(Worker::new(
+            index,
+            limits,
+            sender.clone(),
+            inboxes.clone(),
+            worker_metrics[index].clone(),
+        ));
         let server_config = server_config.clone();
         let reset_key = reset_key.clone();
         let tls_config = tls_config.clone();
@@ -168,6 +179,7 @@ pub fn start(config: EdgeConfig) -> anyhow::Result<Edge> {
         admin_addr: control.admin_addr(),
         control,
         threads,
+        metrics,
         inboxes: worker_inboxes,
     })
 }

@@ -27,6 +27,7 @@ use super::error::{page, ProxyError};
 use super::response::{self, Done, Exchange, Failure};
 use super::worker::{TunnelConn, Worker, WorkerMsg};
 use crate::http::{self, BodyDecoder, BodyFraming, HeadError, RequestHead, Version};
+use crate::metrics::Counter;
 use crate::quic::{RecvStream, SendStream};
 use crate::runtime::io::{body_chunk, read_more, write_all};
 use crate::tunnel::frame::{self, BodyLen, RequestLine, StreamKind};
@@ -100,6 +101,8 @@ struct Request {
     keep_alive: bool,
     is_head: bool,
     upgrade: bool,
+    /// When the head was complete: request latency counts from here.
+    started: Instant,
 }
 
 enum Prepared {
@@ -136,7 +139,9 @@ pub async fn serve_client<S: ClientStream>(
         );
         let request = match next.await {
             Some(Prepared::Ready(request)) => request,
-            Some(Prepared::Refused(err)) => return write_error(&mut wr, &err).await,
+            Some(Prepared::Refused(err)) => {
+                return write_error(&worker, &mut wr, &err, Instant::now()).await
+            }
             Some(Prepared::Handoff(target)) => {
                 return handoff(&worker, target, rd, wr, peer, buf);
             }
@@ -148,7 +153,9 @@ pub async fn serve_client<S: ClientStream>(
         match proxy_one(&worker, &request, &mut rd, &mut wr, &mut buf, frame).await {
             Outcome::KeepAlive => may_handoff = true,
             Outcome::Close => return close(&mut wr).await,
-            Outcome::Failed(err) => return write_error(&mut wr, &err).await,
+            Outcome::Failed(err) => {
+                return write_error(&worker, &mut wr, &err, request.started).await
+            }
         }
     }
 }
@@ -279,6 +286,7 @@ fn prepare(
         keep_alive: http::head::keep_alive(head.version, head.headers),
         is_head: head.method == "HEAD",
         upgrade,
+        started: Instant::now(),
     })
 }
 
@@ -341,6 +349,8 @@ async fn proxy_one<S: ClientStream>(
         Ok(stream) => stream,
         Err(err) => return Outcome::Failed(err),
     };
+    let opened = Instant::now();
+    let _active = worker.metrics.active_streams.track();
     if let Err(err) = send.write(frame).await {
         return Outcome::Failed(ProxyError::Tunnel(err.to_string()));
     }
@@ -354,6 +364,9 @@ async fn proxy_one<S: ClientStream>(
         upgrade: request.upgrade,
         head_sent: &head_sent,
         write_timeout: worker.limits.idle_timeout,
+        metrics: &worker.metrics,
+        started: request.started,
+        opened,
     };
 
     if request.upgrade {
@@ -381,7 +394,8 @@ async fn proxy_one<S: ClientStream>(
         if !has_body {
             return Upload::Done;
         }
-        upload_body(rd, buf, request.framing, &mut send, idle).await
+        let counted = &worker.metrics.bytes_from_client;
+        upload_body(rd, buf, request.framing, &mut send, idle, counted).await
     };
     let download = response::download(wr, &mut recv, &exchange);
     match race(upload, download, &head_sent).await {
@@ -484,6 +498,7 @@ async fn upload_body<S: ClientStream>(
     framing: BodyFraming,
     send: &mut SendStream,
     idle: Duration,
+    counted: &Counter,
 ) -> Upload {
     let mut decoder = BodyDecoder::new(framing);
     loop {
@@ -495,9 +510,11 @@ async fn upload_body<S: ClientStream>(
         };
         match next {
             Ok(Some(chunk)) => {
+                let len = chunk.len() as u64;
                 if send.write(chunk).await.is_err() {
                     return Upload::Failed;
                 }
+                counted.add(len);
             }
             Ok(None) if send.finish().is_ok() => return Upload::Done,
             Ok(None) => return Upload::Failed,
@@ -513,12 +530,20 @@ async fn upload_body<S: ClientStream>(
     }
 }
 
-async fn write_error<S: ClientStream>(wr: &mut WriteHalf<S>, err: &ProxyError) {
+/// Answers with the error's page and closes; `started` is when the request's head was
+/// complete (or when reading it was given up).
+async fn write_error<S: ClientStream>(
+    worker: &Worker,
+    wr: &mut WriteHalf<S>,
+    err: &ProxyError,
+    started: Instant,
+) {
     let (status, title, detail) = page(err);
     tracing::debug!(status, "{detail}");
     let mut out = BytesMut::with_capacity(1024);
     http::pages::error_response(&mut out, status, title, &detail, true);
     let written = monoio::time::timeout(CLOSE_TIMEOUT, write_all(wr, out.freeze())).await;
+    worker.metrics.response(status, started);
     if matches!(written, Ok(Ok(()))) {
         close(wr).await;
     }

@@ -2,12 +2,15 @@
 //! stream the body to the client in the framing the client can take.
 
 use std::cell::Cell;
+use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use monoio::io::{AsyncWriteRent, OwnedWriteHalf};
 
 use super::error::ProxyError;
 use crate::http::{self, body, Version};
+use crate::metrics::edge::EdgeMetrics;
+use crate::metrics::Counter;
 use crate::quic::{RecvStream, StreamError};
 use crate::runtime::io::{write_all, write_bytes, write_chunk};
 use crate::tunnel::frame::{self, BodyLen, ErrorCode, Frame, ResponseFrame};
@@ -25,6 +28,12 @@ pub struct Exchange<'a> {
     /// A client that accepts no bytes for this long is dropped: its stream would otherwise
     /// pin a stream window of the tunnel connection indefinitely.
     pub write_timeout: std::time::Duration,
+    /// The worker's metrics: the response's status and latencies, and its body bytes.
+    pub metrics: &'a EdgeMetrics,
+    /// When the request head was complete.
+    pub started: Instant,
+    /// When the stream was opened.
+    pub opened: Instant,
 }
 
 pub enum Failure {
@@ -79,15 +88,19 @@ pub async fn download<W: AsyncWriteRent>(
         let status = response.status;
 
         if status == 101 && exchange.upgrade {
+            exchange
+                .metrics
+                .origin_latency
+                .observe(exchange.opened.elapsed());
             let mut head = BytesMut::with_capacity(256);
             head.put_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
             head.put_slice(b"Connection: Upgrade\r\nUpgrade: websocket\r\n");
             put_fields(&mut head, &response);
             head.put_slice(b"\r\n");
             exchange.head_sent.set(true);
-            write_all(wr, head.freeze())
-                .await
-                .map_err(|_| Failure::AfterHead)?;
+            let written = write_all(wr, head.freeze()).await;
+            exchange.metrics.response(101, exchange.started);
+            written.map_err(|_| Failure::AfterHead)?;
             return Ok(Done::Switched(rest));
         }
 
@@ -135,6 +148,10 @@ async fn final_response<W: AsyncWriteRent>(
     rest: Bytes,
 ) -> Result<Done, Failure> {
     let status = response.status;
+    exchange
+        .metrics
+        .origin_latency
+        .observe(exchange.opened.elapsed());
     let no_body = exchange.is_head || status == 204 || status == 304;
     let framing = match response.body {
         _ if no_body => ClientFraming::None,
@@ -165,11 +182,17 @@ async fn final_response<W: AsyncWriteRent>(
     }
     head.put_slice(b"\r\n");
     exchange.head_sent.set(true);
-    write_all(wr, head.freeze())
-        .await
-        .map_err(|_| Failure::AfterHead)?;
-
-    relay_body(wr, recv, rest, framing, exchange.write_timeout).await?;
+    let relayed = match write_all(wr, head.freeze()).await {
+        Ok(()) => {
+            let counted = &exchange.metrics.bytes_to_client;
+            relay_body(wr, recv, rest, framing, exchange.write_timeout, counted).await
+        }
+        Err(_) => Err(Failure::AfterHead),
+    };
+    // A response counts once its head was written (or failed to be), whatever became of
+    // its body.
+    exchange.metrics.response(status, exchange.started);
+    relayed?;
     Ok(Done::Complete(keep_alive))
 }
 
@@ -189,6 +212,7 @@ async fn relay_body<W: AsyncWriteRent>(
     first: Bytes,
     framing: ClientFraming,
     write_timeout: std::time::Duration,
+    counted: &Counter,
 ) -> Result<(), Failure> {
     let mut sent: u64 = 0;
     let mut next = Some(first);
@@ -207,7 +231,8 @@ async fn relay_body<W: AsyncWriteRent>(
         if chunk.is_empty() {
             continue;
         }
-        sent += chunk.len() as u64;
+        let len = chunk.len() as u64;
+        sent += len;
         let write = async {
             match framing {
                 ClientFraming::None => Ok(()),
@@ -219,6 +244,7 @@ async fn relay_body<W: AsyncWriteRent>(
             return Err(Failure::AfterHead);
         }
         match monoio::time::timeout(write_timeout, write).await {
+            Ok(Ok(())) if framing != ClientFraming::None => counted.add(len),
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(Failure::AfterHead),
             Err(_) => {

@@ -46,11 +46,17 @@ async fn serve_connection(worker: Rc<Worker>, conn: Connection) {
     };
     let connection_id = tunnel_conn.id;
     worker.add_connection(tunnel_id, tunnel_conn.clone());
+    worker.metrics.registrations_registered.inc();
 
     // The control stream stays open for the connection's life; the only thing a connector
     // sends on it after registering is an unregistration before it shuts down.
-    watch_control_stream(&worker, &tunnel_conn, &mut recv).await;
-    let reason = conn.closed().await;
+    let served = async {
+        watch_control_stream(&worker, &tunnel_conn, &mut recv).await;
+        conn.closed().await
+    };
+    let reason = (worker.metrics)
+        .serving(tunnel_id, connection_id, &conn, served)
+        .await;
     tracing::debug!(%remote, %connection_id, "tunnel connection closed: {reason}");
 
     worker.remove_connection(tunnel_id, connection_id);
@@ -78,6 +84,7 @@ async fn register(
             "connector speaks tunnel protocol {}, this edge speaks {PROTOCOL_VERSION}",
             register.protocol_version
         );
+        worker.metrics.registrations_refused.inc();
         refuse(conn, &mut send, RefuseCode::Version, &message).await;
         return Err(message);
     }
@@ -108,6 +115,7 @@ async fn register(
     let registration = match answered {
         Ok(registration) => registration,
         Err(refusal) => {
+            worker.metrics.registrations_refused.inc();
             refuse(conn, &mut send, refusal.code, &refusal.message).await;
             return Err(refusal.message);
         }

@@ -12,6 +12,7 @@ use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use uuid::Uuid;
 
 use crate::control::{ControlMsg, Snapshot};
+use crate::metrics::edge::EdgeMetrics;
 use crate::quic::Connection;
 
 /// Messages a worker receives from other threads.
@@ -46,6 +47,8 @@ pub struct Worker {
     /// Every worker's inbox, this one's included, by index.
     pub inboxes: Vec<UnboundedSender<WorkerMsg>>,
     turn: Cell<usize>,
+    /// This worker's metrics; it is their only writer.
+    pub metrics: Arc<EdgeMetrics>,
 }
 
 impl Worker {
@@ -54,6 +57,7 @@ impl Worker {
         limits: super::proxy::ClientLimits,
         control: crossbeam_channel::Sender<ControlMsg>,
         inboxes: Vec<UnboundedSender<WorkerMsg>>,
+        metrics: Arc<EdgeMetrics>,
     ) -> Worker {
         Worker {
             index,
@@ -63,6 +67,7 @@ impl Worker {
             control,
             inboxes,
             turn: Cell::new(0),
+            metrics,
         }
     }
 

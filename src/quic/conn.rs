@@ -27,6 +27,8 @@ pub struct ConnectionStats {
     pub cwnd: u64,
     pub lost_packets: u64,
     pub sent_packets: u64,
+    /// UDP datagrams received (a datagram may carry several coalesced packets).
+    pub received_packets: u64,
 }
 
 /// One connection as the driver and the handles share it.
@@ -347,12 +349,13 @@ impl Connection {
     }
 
     pub fn stats(&self) -> ConnectionStats {
-        let path = self.shared().state.borrow().conn.stats().path;
+        let stats = self.shared().state.borrow().conn.stats();
         ConnectionStats {
-            rtt: path.rtt,
-            cwnd: path.cwnd,
-            lost_packets: path.lost_packets,
-            sent_packets: path.sent_packets,
+            rtt: stats.path.rtt,
+            cwnd: stats.path.cwnd,
+            lost_packets: stats.path.lost_packets,
+            sent_packets: stats.path.sent_packets,
+            received_packets: stats.udp_rx.datagrams,
         }
     }
 
