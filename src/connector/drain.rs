@@ -131,6 +131,7 @@ async fn unregister_all(local: &Local) -> usize {
         match control.write(out.freeze()).await {
             Ok(()) => {
                 let _ = control.finish();
+                tracing::info!(index, "connection unregistered");
                 told += 1;
             }
             Err(err) => tracing::debug!(index, "cannot unregister: {err}"),

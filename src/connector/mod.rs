@@ -5,6 +5,10 @@
 //! origin connections, and serves the streams of the connections it owns. The TLS settings
 //! of `https://` and `unix+tls:` rules are built once, when the connector starts (a bad
 //! `caPool` stops it there); each worker then keeps its own TLS session cache.
+//!
+//! On shutdown the main thread asks every worker to drain ([`Connector::drain`], see
+//! `drain.rs`): unregister each connection, serve the streams in flight, close when they are
+//! done or the grace period ends. [`Connector::shutdown`] alone closes at once.
 
 pub mod config;
 mod drain;
