@@ -507,7 +507,7 @@ pub struct OriginArgs {
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     signals::block()?;
-    init_logging(&cli.loglevel)?;
+    init_logging(&cli.loglevel, cli.logfile.as_deref(), cli.log_format)?;
     match cli.command {
         Command::Edge(args) => roles::edge(args),
         Command::Quick(args) => quick::quick(args),

@@ -10,6 +10,10 @@ use crate::connector::{self, ingress::Ingress, ConnectorConfig};
 use crate::edge::{self, EdgeConfig};
 use crate::runtime;
 
+/// How long `adit quick` lets requests in flight finish on Ctrl-C: the edge goes with it, so
+/// there is no other connection to move new requests to; this only spares the ones started.
+const QUICK_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 const ADJECTIVES: &[&str] = &[
     "amber", "brave", "calm", "clever", "copper", "crisp", "daring", "eager", "fancy", "gentle",
     "golden", "happy", "hidden", "humble", "jolly", "keen", "lively", "lucky", "mellow", "misty",
@@ -84,7 +88,7 @@ pub fn quick(args: QuickArgs) -> anyhow::Result<ExitCode> {
     println!("    {}", public_url(&hostname, edge.http_addr));
     println!();
     println!("It lasts as long as this process; press Ctrl-C to stop it.");
-    let result = super::roles::run_connector(connector);
+    let result = super::roles::run_connector(connector, QUICK_GRACE);
     edge.shutdown();
     std::thread::sleep(std::time::Duration::from_millis(100));
     let _ = std::fs::remove_dir_all(&data_dir);

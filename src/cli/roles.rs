@@ -3,11 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
 use super::{EdgeArgs, OriginArgs, RunArgs};
-use crate::connector::{self, config::Config, ingress::Ingress, ConnectorConfig};
+use crate::connector::{self, config::Config, ingress::Ingress, ConnectorConfig, DrainOutcome};
 use crate::edge::config::EdgeFile;
 use crate::edge::tls::CertFiles;
 use crate::edge::{self, proxy::ClientLimits, EdgeConfig};
@@ -86,8 +87,10 @@ fn wait_for_signal() -> anyhow::Result<i32> {
     Ok(rx.recv()?)
 }
 
-/// Runs a started connector until a signal (clean exit) or a fatal error.
-pub fn run_connector(connector: connector::Connector) -> anyhow::Result<ExitCode> {
+/// Runs a started connector until a signal or a fatal error. The first signal drains it:
+/// unregister, let requests in flight finish for up to `grace`, close, exit 0; a second
+/// signal exits at once, with status 130.
+pub fn run_connector(connector: connector::Connector, grace: Duration) -> anyhow::Result<ExitCode> {
     let (tx, signals) = crossbeam_channel::bounded(4);
     super::signals::spawn_waiter(tx)?;
     crossbeam_channel::select! {
@@ -96,8 +99,15 @@ pub fn run_connector(connector: connector::Connector) -> anyhow::Result<ExitCode
             bail!(why)
         }
         recv(signals) -> signal => {
-            tracing::info!(signal = signal.unwrap_or(0), "connector shutting down");
+            let signal = signal.unwrap_or(0);
+            tracing::info!(signal, "connector shutting down: unregistering");
+            if connector.drain(grace, &signals) == DrainOutcome::Interrupted {
+                tracing::warn!("second signal: exiting at once");
+                return Ok(ExitCode::from(130));
+            }
+            tracing::info!("closing the connections to the edge");
             connector.shutdown();
+            tracing::info!("connector stopped");
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -145,7 +155,7 @@ pub fn connector(args: RunArgs) -> anyhow::Result<ExitCode> {
         edge: args.edge,
     })?;
     let _metrics = connector_metrics(&connector, metrics)?;
-    run_connector(connector)
+    run_connector(connector, args.grace_period)
 }
 
 /// Serves the connector's `/metrics`, `/ready` and `/healthcheck` on `listener`.

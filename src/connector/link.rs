@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use uuid::Uuid;
 
+use super::drain::LinkEntry;
 use super::serve::{serve_connection, Local};
 use crate::quic::{Connection, Endpoint, QuicError, SendStream};
 use crate::tunnel::credentials::SECRET_LEN;
@@ -59,14 +60,20 @@ pub async fn run_link(
     fatal: crossbeam_channel::Sender<String>,
 ) {
     let mut failures = 0u32;
-    loop {
+    while !local.stopping.get() {
         match connect(&endpoint, &settings, index).await {
             Ok((conn, control)) => {
                 failures = 0;
+                // A drain that is under way unregisters this connection too.
+                local.links.borrow_mut().push(LinkEntry {
+                    index,
+                    conn: conn.clone(),
+                    control: Some(control),
+                });
                 let served = serve_connection(local.clone(), conn.clone());
                 let why = local.metrics.serving(index, &conn, served).await;
+                local.links.borrow_mut().retain(|link| link.index != index);
                 drop(conn);
-                drop(control);
                 if local.stopping.get() {
                     return;
                 }

@@ -5,8 +5,13 @@
 //! origin connections, and serves the streams of the connections it owns. The TLS settings
 //! of `https://` and `unix+tls:` rules are built once, when the connector starts (a bad
 //! `caPool` stops it there); each worker then keeps its own TLS session cache.
+//!
+//! On shutdown the main thread asks every worker to drain ([`Connector::drain`], see
+//! `drain.rs`): unregister each connection, serve the streams in flight, close when they are
+//! done or the grace period ends. [`Connector::shutdown`] alone closes at once.
 
 pub mod config;
+mod drain;
 pub mod ingress;
 mod link;
 mod origin;
@@ -20,6 +25,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use anyhow::Context;
 use uuid::Uuid;
@@ -32,6 +38,7 @@ use ingress::Ingress;
 use link::LinkSettings;
 use serve::Local;
 
+pub use drain::{DrainOutcome, SETTLE};
 pub use link::backoff;
 
 /// QUIC application close code a connector uses when it stops.
@@ -54,7 +61,17 @@ pub struct Connector {
     /// Each worker's metrics, for the metrics server to sum.
     pub metrics: Vec<Arc<ConnectorMetrics>>,
     fatal: crossbeam_channel::Receiver<String>,
-    stops: Vec<futures_channel::oneshot::Sender<()>>,
+    /// Each worker's inbox.
+    commands: Vec<futures_channel::mpsc::UnboundedSender<WorkerCmd>>,
+    drain_reports: crossbeam_channel::Receiver<drain::DrainReport>,
+}
+
+/// What the main thread tells a connector worker.
+enum WorkerCmd {
+    /// Unregister and wait for the streams in flight, until `deadline` at the latest.
+    Drain { deadline: Instant },
+    /// Close every connection and stop.
+    Stop,
 }
 
 impl Connector {
@@ -65,8 +82,8 @@ impl Connector {
 
     /// Closes every connection to the edge and waits (a bounded time) for the workers.
     pub fn shutdown(self) {
-        for stop in self.stops {
-            let _ = stop.send(());
+        for command in &self.commands {
+            let _ = command.unbounded_send(WorkerCmd::Stop);
         }
         for thread in self.threads {
             let _ = thread.join();
@@ -100,6 +117,7 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
     let settings = Arc::new(settings);
     let ingress = Arc::new(config.ingress);
     let (fatal_tx, fatal) = crossbeam_channel::unbounded();
+    let (reports_tx, drain_reports) = crossbeam_channel::unbounded();
 
     // An edge on loopback is reached from loopback; otherwise the kernel picks the route.
     let local_ip = match edge.ip() {
@@ -108,24 +126,25 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     };
-    let mut stops = Vec::with_capacity(workers);
+    let mut commands = Vec::with_capacity(workers);
     let mut items = Vec::with_capacity(workers);
     for _ in 0..workers {
         let socket = std::net::UdpSocket::bind(SocketAddr::new(local_ip, 0))
             .context("cannot bind a UDP socket for the tunnel")?;
-        let (stop, stopped) = futures_channel::oneshot::channel::<()>();
-        stops.push(stop);
-        items.push((socket, stopped));
+        let (command, inbox) = futures_channel::mpsc::unbounded::<WorkerCmd>();
+        commands.push(command);
+        items.push((socket, inbox));
     }
 
     let metrics: Vec<Arc<ConnectorMetrics>> = (0..workers).map(|_| Arc::default()).collect();
     let worker_metrics = metrics.clone();
-    let threads = runtime::spawn_workers("connector", items, move |index, (socket, stopped)| {
+    let threads = runtime::spawn_workers("connector", items, move |index, (socket, inbox)| {
         let metrics = worker_metrics[index].clone();
         let settings = settings.clone();
         let ingress = ingress.clone();
         let origin_tls = origin_tls.clone();
         let fatal = fatal_tx.clone();
+        let reports = reports_tx.clone();
         async move {
             let endpoint = match Endpoint::new(socket, None) {
                 Ok(endpoint) => endpoint,
@@ -144,6 +163,8 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
                 stopping: Default::default(),
                 tls,
                 metrics,
+                in_flight: Default::default(),
+                links: Default::default(),
             });
             let settings = Rc::new(LinkSettings::clone(&settings));
             for i in (0..ha).filter(|i| usize::from(*i) % workers == index) {
@@ -157,7 +178,7 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
                 monoio::spawn(link);
             }
             // Runs until told to stop (or until the Connector is dropped).
-            let _ = stopped.await;
+            follow_commands(&local, inbox, &reports).await;
             local.stopping.set(true);
             endpoint.close(CLOSE_SHUTDOWN, b"connector shutting down");
             // The close frames must leave before the runtime goes away.
@@ -170,6 +191,24 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
         threads,
         metrics,
         fatal,
-        stops,
+        commands,
+        drain_reports,
     })
+}
+
+/// Carries out the main thread's commands until it says stop or is gone.
+async fn follow_commands(
+    local: &Local,
+    mut inbox: futures_channel::mpsc::UnboundedReceiver<WorkerCmd>,
+    reports: &crossbeam_channel::Sender<drain::DrainReport>,
+) {
+    use std::pin::Pin;
+    loop {
+        let next =
+            std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut inbox), cx));
+        match next.await {
+            Some(WorkerCmd::Drain { deadline }) => drain::drain(local, deadline, reports).await,
+            Some(WorkerCmd::Stop) | None => return,
+        }
+    }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
+use super::drain::{InFlight, LinkEntry};
 use super::ingress::{Ingress, Service};
 use super::pool::Pool;
 use super::tls::OriginTls;
@@ -26,6 +27,10 @@ pub struct Local {
     pub tls: Vec<Option<OriginTls>>,
     /// This worker's metrics; it is their only writer.
     pub metrics: Arc<ConnectorMetrics>,
+    /// Streams being served, for the drain on shutdown.
+    pub in_flight: std::cell::Cell<usize>,
+    /// This worker's registered connections (see [`super::drain`]).
+    pub links: std::cell::RefCell<Vec<LinkEntry>>,
 }
 
 /// Accepts and serves streams until the connection ends; returns why it ended.
@@ -42,6 +47,7 @@ pub async fn serve_connection(local: Rc<Local>, conn: Connection) -> QuicError {
 
 async fn handle_stream(local: Rc<Local>, mut send: SendStream, mut recv: RecvStream) {
     let _active = local.metrics.active_streams.track();
+    let _in_flight = InFlight::enter(&local.in_flight);
     let (frame_bytes, first) = match read_frame(&mut recv, Bytes::new()).await {
         Ok(read) => read,
         Err(err) => {

@@ -163,6 +163,12 @@ pub fn start(config: EdgeConfig) -> anyhow::Result<Edge> {
         async move { run_worker(worker, sockets, server_config, reset_key, tls_config).await }
     })?;
 
+    tracing::info!(listener = "tunnel", addr = %tunnel_addr, workers, "listener bound");
+    tracing::info!(listener = "http", addr = %http_addr, workers, "listener bound");
+    if let Some(addr) = https_addr {
+        tracing::info!(listener = "https", %addr, workers, "listener bound");
+    }
+    tracing::info!(listener = "admin", addr = %control.admin_addr(), "listener bound");
     let https = https_addr.map_or_else(|| "-".to_owned(), |addr| addr.to_string());
     tracing::info!(
         %http_addr,

@@ -51,7 +51,7 @@ async fn serve_connection(worker: Rc<Worker>, conn: Connection) {
     // The control stream stays open for the connection's life; the only thing a connector
     // sends on it after registering is an unregistration before it shuts down.
     let served = async {
-        watch_control_stream(&worker, &tunnel_conn, &mut recv).await;
+        watch_control_stream(&worker, tunnel_id, &tunnel_conn, &mut recv).await;
         conn.closed().await
     };
     let reason = (worker.metrics)
@@ -161,7 +161,12 @@ async fn refuse(conn: &Connection, send: &mut SendStream, code: RefuseCode, mess
 
 /// Waits on the control stream until it ends, marking the connection draining when the
 /// connector unregisters.
-async fn watch_control_stream(worker: &Worker, tunnel_conn: &TunnelConn, recv: &mut RecvStream) {
+async fn watch_control_stream(
+    worker: &Worker,
+    tunnel_id: uuid::Uuid,
+    tunnel_conn: &TunnelConn,
+    recv: &mut RecvStream,
+) {
     let mut pending = BytesMut::new();
     while let Ok(Some(chunk)) = recv.read_chunk(STREAM_READ).await {
         pending.extend_from_slice(&chunk);
@@ -169,7 +174,11 @@ async fn watch_control_stream(worker: &Worker, tunnel_conn: &TunnelConn, recv: &
             Ok(Some((Frame::Unregister, used))) => {
                 let _ = pending.split_to(used);
                 tunnel_conn.draining.set(true);
-                tracing::debug!(connection = %tunnel_conn.id, "connector unregistered");
+                tracing::info!(
+                    connection = %tunnel_conn.id,
+                    tunnel = %tunnel_id,
+                    "connection unregistered: no new streams go there"
+                );
                 let _ = worker.control.send(ControlMsg::Unregister {
                     connection_id: tunnel_conn.id,
                 });

@@ -363,6 +363,17 @@ impl Connection {
     pub fn open_streams(&self) -> usize {
         self.shared().state.borrow().open_streams
     }
+
+    /// Streams whose sent data the peer has not all acknowledged yet (finished or not).
+    /// Zero means closing now loses nothing this side sent.
+    pub fn unacked_streams(&self) -> usize {
+        self.shared()
+            .state
+            .borrow_mut()
+            .conn
+            .streams()
+            .send_streams()
+    }
 }
 
 #[derive(Clone, Copy)]
