@@ -24,15 +24,18 @@
 //! - [`quic`]: a per-worker driver for a `quinn-proto` endpoint. UDP goes through
 //!   `quinn-udp` (GSO/GRO batches) with monoio used only to wait for readiness; streams
 //!   are exposed as small async types that move `Bytes` in and out without copies.
-//! - [`control`]: the edge's control plane, on its own thread: the SQLite store, the
-//!   certificate authority, the admin API, connection registration, and the routing
-//!   snapshots it publishes to the data-plane workers.
+//! - [`control`]: the edge's control plane, on its own thread: the SQLite store (tunnels,
+//!   routes, connection history, when each tunnel last became active and inactive), the
+//!   certificate authority, the admin API with its tunnel listing (status, filters, paging)
+//!   and the dashboard page it serves, connection registration, and the routing snapshots
+//!   it publishes to the data-plane workers.
 //! - [`edge`]: the edge's data plane: public HTTP and HTTPS listeners per worker (HTTPS
 //!   certificates chosen by SNI), the tunnel listener, and the proxy that turns one client
 //!   request into one tunnel stream.
 //! - [`connector`]: the YAML config and ingress rules, the outbound QUIC connections with
 //!   reconnect and backoff, and the origin proxy with its keep-alive pools and TLS to
-//!   `https://` and `unix+tls:` origins, and the relay of `tcp://` services.
+//!   `https://` and `unix+tls:` origins, the relay of `tcp://` services, and the drain on
+//!   shutdown (unregister, finish what is in flight, close).
 //! - [`metrics`]: Prometheus metrics of the edge and the connector: per-worker sets written
 //!   without locks and summed at scrape time, the QUIC path figures of each connection, and
 //!   the small HTTP server for `/metrics` and the connector's `/ready` and `/healthcheck`.
