@@ -186,6 +186,8 @@ fn counts_known_traffic_and_answers_readiness() {
     for (series, value) in expected {
         assert_eq!(sample(&text, series), Some(value), "{series} in:\n{text}");
     }
+    let health = get(edge_metrics, "metrics", "/healthcheck");
+    assert_eq!((health.status, health.text().as_str()), (200, "OK"));
     let tunnel_id = edge.info("web")["id"].as_str().unwrap().to_owned();
     let rtts: Vec<&str> = text
         .lines()

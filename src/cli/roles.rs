@@ -20,7 +20,9 @@ pub fn edge(args: EdgeArgs) -> anyhow::Result<ExitCode> {
     let metrics = server::bind(args.metrics, &[SocketAddr::from(([127, 0, 0, 1], 7071))])?;
     let edge = edge::start(edge_config(args)?)?;
     let sets = edge.metrics.clone();
-    let _metrics = server::start(metrics, move || metrics::edge::render(&sets), Vec::new())
+    let health: server::Handler = Box::new(|| server::Reply::text(200, "OK"));
+    let routes = vec![("/healthcheck", health)];
+    let _metrics = server::start(metrics, move || metrics::edge::render(&sets), routes)
         .context("cannot start the metrics server")?;
     let signal = wait_for_signal()?;
     tracing::info!(signal, "edge shutting down");
