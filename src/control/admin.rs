@@ -286,27 +286,31 @@ fn authorized(request: &Request, token: &str) -> bool {
         && pki::constant_time_eq(presented.trim().as_bytes(), token.as_bytes())
 }
 
-/// The endpoints a path names, before the method is checked.
-enum Endpoint<'a> {
+/// The endpoints a path names, before the method is checked; keys are percent-decoded.
+#[derive(Debug, PartialEq, Eq)]
+enum Endpoint {
     Tunnels,
-    Tunnel(&'a str),
-    TunnelRoutes(&'a str),
-    TunnelConnections(&'a str),
+    Tunnel(String),
+    TunnelRoutes(String),
+    TunnelConnections(String),
     Routes,
 }
 
-fn endpoint(path: &str) -> Option<Endpoint<'_>> {
-    let rest = path.strip_prefix("/v1/")?;
+/// The endpoint `path` names: 404 for none, 400 for a key that does not percent-decode.
+fn endpoint(path: &str) -> Result<Endpoint, Response> {
+    let not_found = || error(404, &format!("no such endpoint: {path}"));
+    let rest = path.strip_prefix("/v1/").ok_or_else(not_found)?;
     let segments: Vec<&str> = rest.split('/').collect();
+    let key = |key: &str| {
+        list::decode(key, false).map_err(|e| error(400, &format!("path segment {key:?}: {e}")))
+    };
     match segments.as_slice() {
-        ["tunnels"] => Some(Endpoint::Tunnels),
-        ["routes"] => Some(Endpoint::Routes),
-        ["tunnels", key] if !key.is_empty() => Some(Endpoint::Tunnel(key)),
-        ["tunnels", key, "routes"] if !key.is_empty() => Some(Endpoint::TunnelRoutes(key)),
-        ["tunnels", key, "connections"] if !key.is_empty() => {
-            Some(Endpoint::TunnelConnections(key))
-        }
-        _ => None,
+        ["tunnels"] => Ok(Endpoint::Tunnels),
+        ["routes"] => Ok(Endpoint::Routes),
+        ["tunnels", k] if !k.is_empty() => Ok(Endpoint::Tunnel(key(k)?)),
+        ["tunnels", k, "routes"] if !k.is_empty() => Ok(Endpoint::TunnelRoutes(key(k)?)),
+        ["tunnels", k, "connections"] if !k.is_empty() => Ok(Endpoint::TunnelConnections(key(k)?)),
+        _ => Err(not_found()),
     }
 }
 
@@ -326,26 +330,36 @@ fn handle(request: &Request, context: &Context) -> Response {
             "missing or wrong admin token (send Authorization: Bearer <token>)",
         );
     }
-    let Some(endpoint) = endpoint(&request.path) else {
-        return error(404, &format!("no such endpoint: {}", request.path));
+    let endpoint = match endpoint(&request.path) {
+        Ok(endpoint) => endpoint,
+        Err(response) => return response,
     };
     let method = request.method.as_str();
     match (endpoint, method) {
-        (Endpoint::Tunnels, "POST") => create_tunnel(request, context),
         (Endpoint::Tunnels, "GET") => list_tunnels(request, context),
-        (Endpoint::Tunnel(key), "GET") => match context.shared.lock().tunnel_info(key) {
+        (Endpoint::Tunnel(key), "DELETE") => delete_tunnel(request, &key, context),
+        (endpoint, "GET" | "POST" | "DELETE") if !request.query.is_empty() => {
+            // Every other endpoint takes no query parameter; a typo must not pass silently.
+            match no_parameters(&request.query) {
+                Err(response) => response,
+                Ok(()) => serve_endpoint(request, endpoint, context),
+            }
+        }
+        (endpoint, _) => serve_endpoint(request, endpoint, context),
+    }
+}
+
+/// The endpoints without query parameters, the query already checked.
+fn serve_endpoint(request: &Request, endpoint: Endpoint, context: &Context) -> Response {
+    let method = request.method.as_str();
+    match (endpoint, method) {
+        (Endpoint::Tunnels, "POST") => create_tunnel(request, context),
+        (Endpoint::Tunnel(key), "GET") => match context.shared.lock().tunnel_info(&key) {
             Ok(info) => json(200, &info),
             Err(e) => op_error(&e),
         },
-        (Endpoint::Tunnel(key), "DELETE") => {
-            let force = query_flag(&request.query, "force");
-            match context.shared.lock().delete_tunnel(key, force) {
-                Ok(deleted) => json(200, &api::Deleted { deleted }),
-                Err(e) => op_error(&e),
-            }
-        }
-        (Endpoint::TunnelRoutes(key), "POST") => add_route(request, key, context),
-        (Endpoint::TunnelConnections(key), "DELETE") => match context.shared.lock().cleanup(key) {
+        (Endpoint::TunnelRoutes(key), "POST") => add_route(request, &key, context),
+        (Endpoint::TunnelConnections(key), "DELETE") => match context.shared.lock().cleanup(&key) {
             Ok(cleaned) => json(200, &cleaned),
             Err(e) => op_error(&e),
         },
@@ -358,6 +372,40 @@ fn handle(request: &Request, context: &Context) -> Response {
             &format!("method {method} not allowed on {}", request.path),
         ),
     }
+}
+
+/// 400 unless `query` is empty (after decoding: `?&` is empty too).
+fn no_parameters(query: &str) -> Result<(), Response> {
+    let pairs = list::query_pairs(query).map_err(|e| error(400, &e.0))?;
+    match pairs.first() {
+        Some((key, _)) => Err(error(400, &list::unknown_parameter(key).0)),
+        None => Ok(()),
+    }
+}
+
+/// `DELETE /v1/tunnels/{key}`, with `force` its only query parameter.
+fn delete_tunnel(request: &Request, key: &str, context: &Context) -> Response {
+    let force = match force_parameter(&request.query) {
+        Ok(force) => force,
+        Err(e) => return error(400, &e.0),
+    };
+    match context.shared.lock().delete_tunnel(key, force) {
+        Ok(deleted) => json(200, &api::Deleted { deleted }),
+        Err(e) => op_error(&e),
+    }
+}
+
+/// `force`, `force=true` or `force=1` is true; `force=false`, `force=0` or no `force` is
+/// false; anything else is refused.
+fn force_parameter(query: &str) -> Result<bool, list::QueryError> {
+    let mut force = false;
+    for (key, value) in list::query_pairs(query)? {
+        match key.as_str() {
+            "force" => force = list::flag(&key, &value)?,
+            _ => return Err(list::unknown_parameter(&key)),
+        }
+    }
+    Ok(force)
 }
 
 fn create_tunnel(request: &Request, context: &Context) -> Response {
@@ -398,14 +446,6 @@ fn add_route(request: &Request, tunnel: &str, context: &Context) -> Response {
         }
         Err(e) => op_error(&e),
     }
-}
-
-/// `force=true` or `force=1` (or a bare `force`) in a query string.
-fn query_flag(query: &str, name: &str) -> bool {
-    query.split('&').any(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
-        key == name && matches!(value, "true" | "1")
-    })
 }
 
 #[cfg(test)]
@@ -474,30 +514,84 @@ mod tests {
         assert!(!authorized(&request, "tok"));
     }
 
+    fn key_of(path: &str) -> Result<Endpoint, (u16, String)> {
+        endpoint(path).map_err(|response| (response.status, response.body.into_owned()))
+    }
+
     #[test]
     fn endpoints_and_flags() {
-        assert!(matches!(endpoint("/v1/tunnels"), Some(Endpoint::Tunnels)));
-        assert!(matches!(endpoint("/v1/routes"), Some(Endpoint::Routes)));
-        assert!(matches!(
-            endpoint("/v1/tunnels/a"),
-            Some(Endpoint::Tunnel("a"))
-        ));
-        assert!(matches!(
-            endpoint("/v1/tunnels/a/routes"),
-            Some(Endpoint::TunnelRoutes("a"))
-        ));
-        assert!(matches!(
-            endpoint("/v1/tunnels/a/connections"),
-            Some(Endpoint::TunnelConnections("a"))
-        ));
-        assert!(endpoint("/v1/tunnels/").is_none());
-        assert!(endpoint("/v2/tunnels").is_none());
-        assert!(endpoint("/v1/tunnels/a/b").is_none());
-        assert!(query_flag("force=true", "force"));
-        assert!(query_flag("a=b&force=1", "force"));
-        assert!(query_flag("force", "force"));
-        assert!(!query_flag("force=false", "force"));
-        assert!(!query_flag("", "force"));
+        assert_eq!(key_of("/v1/tunnels"), Ok(Endpoint::Tunnels));
+        assert_eq!(key_of("/v1/routes"), Ok(Endpoint::Routes));
+        assert_eq!(key_of("/v1/tunnels/a"), Ok(Endpoint::Tunnel("a".into())));
+        assert_eq!(
+            key_of("/v1/tunnels/a/routes"),
+            Ok(Endpoint::TunnelRoutes("a".into()))
+        );
+        assert_eq!(
+            key_of("/v1/tunnels/a/connections"),
+            Ok(Endpoint::TunnelConnections("a".into()))
+        );
+        // Path segments are percent-decoded, `+` staying a plus.
+        assert_eq!(
+            key_of("/v1/tunnels/app%31"),
+            Ok(Endpoint::Tunnel("app1".into()))
+        );
+        assert_eq!(
+            key_of("/v1/tunnels/a+b%20c/routes"),
+            Ok(Endpoint::TunnelRoutes("a+b c".into()))
+        );
+        assert_eq!(
+            key_of("/v1/tunnels/%E0"),
+            Err((
+                400,
+                r#"{"error":"path segment \"%E0\": not UTF-8 once percent-decoded"}"#.into()
+            ))
+        );
+        assert_eq!(
+            key_of("/v1/tunnels/a%2/connections"),
+            Err((
+                400,
+                r#"{"error":"path segment \"a%2\": malformed percent escape"}"#.into()
+            ))
+        );
+        for missing in [
+            "/v1/tunnels/",
+            "/v2/tunnels",
+            "/v1/tunnels/a/b",
+            "/v1/tunnels//routes",
+        ] {
+            let body = format!(r#"{{"error":"no such endpoint: {missing}"}}"#);
+            assert_eq!(key_of(missing), Err((404, body)));
+        }
+
+        assert_eq!(force_parameter("force=true"), Ok(true));
+        assert_eq!(force_parameter("force=1"), Ok(true));
+        assert_eq!(force_parameter("force"), Ok(true));
+        assert_eq!(force_parameter("force=false"), Ok(false));
+        assert_eq!(force_parameter(""), Ok(false));
+        let refused = |query: &str| force_parameter(query).unwrap_err().0;
+        assert_eq!(refused("a=b&force=1"), "unknown query parameter \"a\"");
+        assert_eq!(
+            refused("force=yes"),
+            "force: expected true, false, 1 or 0, not \"yes\""
+        );
+        assert_eq!(
+            refused("force&force"),
+            "query parameter force is given twice"
+        );
+        assert!(no_parameters("&").is_ok());
+        let body = |query: &str| no_parameters(query).map_err(|r| (r.status, r.body.into_owned()));
+        assert_eq!(
+            body("x=1"),
+            Err((400, r#"{"error":"unknown query parameter \"x\""}"#.into()))
+        );
+        assert_eq!(
+            body("%zz"),
+            Err((
+                400,
+                r#"{"error":"query parameter name: malformed percent escape"}"#.into()
+            ))
+        );
     }
 
     #[test]

@@ -24,7 +24,11 @@ pub struct CreatedTunnel {
 
 /// The query of `GET /v1/tunnels`: every field is optional and they combine with AND.
 /// As query parameters they keep these names (`?status=active&sort_by=uptime&page=2`);
-/// `min_uptime` is a duration (`90s`, `10m`, `2h`), times are RFC 3339.
+/// `min_uptime` is a duration (`90s`, `10m`, `2h`), times are RFC 3339 with any offset
+/// (`2026-01-31T12:00:00Z`, `2026-01-31T13:00:00+01:00`). A parameter given with an empty
+/// value (`?name=`) is the same as leaving it out, so `name=` lists every tunnel; the CLI
+/// refuses empty `--name`, `--name-prefix` and `--search` before asking. Unknown or
+/// repeated parameters are refused with 400.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListQuery {
     /// Exactly this name.
@@ -37,13 +41,16 @@ pub struct ListQuery {
     pub min_uptime: Option<String>,
     /// Case-insensitive substring of the name.
     pub search: Option<String>,
-    /// `name`, `created` (the default), `uptime` or `connections`.
+    /// `name`, `created` (the default), `uptime` or `connections`. Names and creation times
+    /// sort ascending (A to Z, oldest first), uptimes and connection counts descending (the
+    /// most first); ties go by name.
     pub sort_by: Option<String>,
+    /// Reverses the order `sort_by` gives, whichever it is.
     #[serde(default)]
     pub invert_sort: bool,
     #[serde(default)]
     pub show_deleted: bool,
-    /// 1-based page number (default 1).
+    /// 1-based page number (default 1, so 1 to 4294967295).
     pub page: Option<u32>,
     /// Tunnels per page (default 100, at most 1000).
     pub per_page: Option<u32>,
@@ -80,14 +87,19 @@ pub struct TunnelSummary {
     pub last_inactive_at: Option<String>,
 }
 
-/// `GET /v1/tunnels/{name-or-id}`
+/// `GET /v1/tunnels/{name-or-id}`. An id names a deleted tunnel too (status `deleted`, no
+/// connections or routes, its history kept). A name means the live tunnel of that name, or,
+/// when there is none, the one of that name deleted last (names are reused after deletion).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TunnelInfo {
     pub id: Uuid,
     pub name: String,
     pub created_at: String,
+    /// Set when the tunnel is deleted.
+    pub deleted_at: Option<String>,
     /// `active` with at least one live, not draining connection, `degraded` when active
-    /// but a connector has fewer live connections than it asked for, else `inactive`.
+    /// but a connector has fewer live connections than it asked for, `deleted`, else
+    /// `inactive`.
     pub status: String,
     pub uptime_seconds: u64,
     pub last_active_at: Option<String>,

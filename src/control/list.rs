@@ -4,13 +4,13 @@
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
-use std::time::UNIX_EPOCH;
 
 use uuid::Uuid;
 
 use super::api::{ListQuery, TunnelList, TunnelSummary};
 use super::registry::rfc3339;
 use super::store::TunnelRecord;
+use super::timestamp::parse_rfc3339;
 
 /// Tunnels per page when the query does not say.
 pub const DEFAULT_PER_PAGE: u32 = 100;
@@ -132,14 +132,7 @@ pub fn uptime_ms(record: &TunnelRecord, status: Status, now: i64) -> i64 {
 /// out, except for the booleans, where it means true like a bare name does.
 pub fn parse_query(query: &str) -> Result<ListQuery, QueryError> {
     let mut parsed = ListQuery::default();
-    let mut seen: HashSet<String> = HashSet::new();
-    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let key = decode(key).map_err(|e| QueryError(format!("query parameter name: {e}")))?;
-        let value = decode(value).map_err(|e| QueryError(format!("{key}: {e}")))?;
-        if !seen.insert(key.clone()) {
-            return Err(QueryError(format!("query parameter {key} is given twice")));
-        }
+    for (key, value) in query_pairs(query)? {
         let text = (!value.is_empty()).then(|| value.clone());
         match key.as_str() {
             "name" => parsed.name = text,
@@ -152,15 +145,40 @@ pub fn parse_query(query: &str) -> Result<ListQuery, QueryError> {
             "sort_by" => parsed.sort_by = text,
             "invert_sort" => parsed.invert_sort = flag(&key, &value)?,
             "show_deleted" => parsed.show_deleted = flag(&key, &value)?,
-            "page" => parsed.page = text.map(|v| number(&key, &v)).transpose()?,
-            "per_page" => parsed.per_page = text.map(|v| number(&key, &v)).transpose()?,
-            _ => return Err(QueryError(format!("unknown query parameter {key:?}"))),
+            "page" => parsed.page = text.map(|v| number(&key, &v, u32::MAX)).transpose()?,
+            "per_page" => {
+                parsed.per_page = text.map(|v| number(&key, &v, MAX_PER_PAGE)).transpose()?
+            }
+            _ => return Err(unknown_parameter(&key)),
         }
     }
     Ok(parsed)
 }
 
-fn flag(key: &str, value: &str) -> Result<bool, QueryError> {
+/// The percent-decoded `(name, value)` pairs of a query string, a bare name having an empty
+/// value; a name given twice is refused. Every admin endpoint reads its query through this.
+pub fn query_pairs(query: &str) -> Result<Vec<(String, String)>, QueryError> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key =
+            decode(key, true).map_err(|e| QueryError(format!("query parameter name: {e}")))?;
+        let value = decode(value, true).map_err(|e| QueryError(format!("{key}: {e}")))?;
+        if pairs.iter().any(|(seen, _)| *seen == key) {
+            return Err(QueryError(format!("query parameter {key} is given twice")));
+        }
+        pairs.push((key, value));
+    }
+    Ok(pairs)
+}
+
+/// The error for a query parameter an endpoint does not know.
+pub fn unknown_parameter(key: &str) -> QueryError {
+    QueryError(format!("unknown query parameter {key:?}"))
+}
+
+/// A boolean query parameter: empty (a bare name), `true` or `1`; `false` or `0`.
+pub fn flag(key: &str, value: &str) -> Result<bool, QueryError> {
     match value {
         "" | "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
@@ -170,28 +188,43 @@ fn flag(key: &str, value: &str) -> Result<bool, QueryError> {
     }
 }
 
-fn number(key: &str, value: &str) -> Result<u32, QueryError> {
-    value
-        .parse()
-        .map_err(|_| QueryError(format!("{key}: expected a whole number, not {value:?}")))
+/// A whole number from 1 to `max`; digits too many for a `u32` are out of range, not
+/// malformed.
+fn number(key: &str, value: &str, max: u32) -> Result<u32, QueryError> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(QueryError(format!(
+            "{key}: expected a whole number, not {value:?}"
+        )));
+    }
+    match value.parse::<u32>() {
+        Ok(number) if (1..=max).contains(&number) => Ok(number),
+        _ => Err(out_of_range(key, value, max)),
+    }
 }
 
-/// Percent-decodes one query component, `+` meaning a space.
-fn decode(text: &str) -> Result<String, String> {
+fn out_of_range(key: &str, value: &str, max: u32) -> QueryError {
+    QueryError(format!("{key}: {value} is out of range (1 to {max})"))
+}
+
+/// Percent-decodes one query component or path segment; `+` means a space only in a
+/// query (`plus_is_space`), as in HTML forms.
+pub fn decode(text: &str, plus_is_space: bool) -> Result<String, String> {
     let mut bytes = Vec::with_capacity(text.len());
     let mut rest = text.as_bytes();
     while let Some((&byte, tail)) = rest.split_first() {
         rest = tail;
         match byte {
-            b'+' => bytes.push(b' '),
+            b'+' if plus_is_space => bytes.push(b' '),
             b'%' => {
-                let hex = rest
-                    .get(..2)
-                    .and_then(|hex| std::str::from_utf8(hex).ok())
+                let (hex, tail) = rest
+                    .split_first_chunk::<2>()
+                    .ok_or("malformed percent escape")?;
+                let hex = std::str::from_utf8(hex)
+                    .ok()
                     .and_then(|hex| u8::from_str_radix(hex, 16).ok())
                     .ok_or("malformed percent escape")?;
                 bytes.push(hex);
-                rest = &rest[2..];
+                rest = tail;
             }
             other => bytes.push(other),
         }
@@ -257,13 +290,15 @@ impl<'a> Filter<'a> {
         };
         let page = query.page.unwrap_or(1);
         if page == 0 {
-            return Err(QueryError("page: pages are numbered from 1".into()));
+            return Err(out_of_range("page", "0", u32::MAX));
         }
         let per_page = query.per_page.unwrap_or(DEFAULT_PER_PAGE);
         if per_page == 0 || per_page > MAX_PER_PAGE {
-            return Err(QueryError(format!(
-                "per_page: expected 1 to {MAX_PER_PAGE}, not {per_page}"
-            )));
+            return Err(out_of_range(
+                "per_page",
+                &per_page.to_string(),
+                MAX_PER_PAGE,
+            ));
         }
         Ok(Filter {
             query,
@@ -302,12 +337,15 @@ impl<'a> Filter<'a> {
                 .is_none_or(|min| row.status.is_active() && row.uptime >= min)
     }
 
+    /// Names and creation times sort ascending, uptimes and connection counts descending
+    /// (the busiest tunnels are the ones an operator looks for); ties go by name, then id,
+    /// ascending. `invert_sort` reverses the whole order.
     fn order(&self, a: &Row<'_>, b: &Row<'_>) -> Ordering {
         let primary = match self.sort_by {
             SortBy::Name => Ordering::Equal,
             SortBy::Created => a.record.created_at.cmp(&b.record.created_at),
-            SortBy::Uptime => a.uptime.cmp(&b.uptime),
-            SortBy::Connections => a.live.connections.cmp(&b.live.connections),
+            SortBy::Uptime => b.uptime.cmp(&a.uptime),
+            SortBy::Connections => b.live.connections.cmp(&a.live.connections),
         };
         // Names sort case-insensitively, so `Web` and `web` sit together.
         let (a_name, b_name) = (&a.record.name, &b.record.name);
@@ -327,20 +365,17 @@ impl<'a> Filter<'a> {
     }
 }
 
-/// An RFC 3339 time as unix milliseconds.
+/// An RFC 3339 time, with any offset, as unix milliseconds.
 fn time(key: &str, text: Option<&str>) -> Result<Option<i64>, QueryError> {
     let Some(text) = text else {
         return Ok(None);
     };
-    let parsed = humantime::parse_rfc3339(text)
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .ok_or_else(|| {
-            QueryError(format!(
-                "{key}: expected an RFC 3339 time like 2026-01-31T12:00:00Z, not {text:?}"
-            ))
-        })?;
-    Ok(Some(i64::try_from(parsed.as_millis()).unwrap_or(i64::MAX)))
+    let parsed = parse_rfc3339(text).ok_or_else(|| {
+        QueryError(format!(
+            "{key}: expected an RFC 3339 time like 2026-01-31T12:00:00Z, not {text:?}"
+        ))
+    })?;
+    Ok(Some(parsed))
 }
 
 /// One tunnel with what its listing is computed from.
@@ -602,6 +637,21 @@ mod tests {
             names("created_before=2023-11-15T00:00:00%2B00:00&show_deleted=1"),
             ["alpha!"]
         );
+        // The same instant as day2 in other spellings: offsets convert to UTC.
+        for same in [
+            "2023-11-16T23:13:20%2B01:00",
+            "2023-11-16T22:13:20-00:00",
+            "2023-11-16t22:13:20z",
+            "2023-11-16T17:43:20.000-04:30",
+        ] {
+            assert_eq!(names(&format!("created_after={same}")), ["gamma", "Alpine"]);
+            assert_eq!(names(&format!("created_before={same}")), ["alpha"]);
+        }
+        // Beta, created exactly at day2, is after a millisecond before it.
+        assert_eq!(
+            names("created_after=2023-11-16T22:13:19.999Z"),
+            ["beta", "gamma", "Alpine"]
+        );
     }
 
     #[test]
@@ -628,22 +678,22 @@ mod tests {
             names("sort_by=name&invert_sort"),
             ["gamma", "beta", "Alpine", "alpha"]
         );
-        // Equal uptimes (0) and connection counts fall back to the name.
+        // Uptimes and connection counts list the most first; equal ones (0) go by name.
         assert_eq!(
             names("sort_by=uptime"),
-            ["Alpine", "gamma", "beta", "alpha"]
+            ["alpha", "beta", "Alpine", "gamma"]
         );
         assert_eq!(
             names("sort_by=uptime&invert_sort=1"),
-            ["alpha", "beta", "gamma", "Alpine"]
+            ["gamma", "Alpine", "beta", "alpha"]
         );
         assert_eq!(
             names("sort_by=connections"),
-            ["Alpine", "gamma", "alpha", "beta"]
+            ["beta", "alpha", "gamma", "Alpine"]
         );
         assert_eq!(
             names("sort_by=connections&invert_sort=true"),
-            ["beta", "alpha", "gamma", "Alpine"]
+            ["Alpine", "gamma", "alpha", "beta"]
         );
         assert_eq!(
             names("sort_by=name&invert_sort=false"),
@@ -734,15 +784,39 @@ mod tests {
             error("show_deleted=2"),
             "show_deleted: expected true, false, 1 or 0, not \"2\""
         );
-        assert_eq!(error("page=0"), "page: pages are numbered from 1");
+        assert_eq!(error("page=0"), "page: 0 is out of range (1 to 4294967295)");
         assert_eq!(
             error("page=-1"),
             "page: expected a whole number, not \"-1\""
         );
-        assert_eq!(error("per_page=0"), "per_page: expected 1 to 1000, not 0");
+        assert_eq!(
+            error("page=%2B1"),
+            "page: expected a whole number, not \"+1\""
+        );
+        assert_eq!(
+            error("page=18446744073709551615"),
+            "page: 18446744073709551615 is out of range (1 to 4294967295)"
+        );
+        assert_eq!(
+            error("page=4294967296"),
+            "page: 4294967296 is out of range (1 to 4294967295)"
+        );
+        assert_eq!(
+            error("per_page=0"),
+            "per_page: 0 is out of range (1 to 1000)"
+        );
         assert_eq!(
             error("per_page=1001"),
-            "per_page: expected 1 to 1000, not 1001"
+            "per_page: 1001 is out of range (1 to 1000)"
+        );
+        assert_eq!(
+            error("per_page=18446744073709551615"),
+            "per_page: 18446744073709551615 is out of range (1 to 1000)"
+        );
+        assert_eq!(
+            error("created_after=2023-11-15T00:00:00%2B0100"),
+            "created_after: expected an RFC 3339 time like 2026-01-31T12:00:00Z, \
+             not \"2023-11-15T00:00:00+0100\""
         );
         assert_eq!(error("name=%zz"), "name: malformed percent escape");
         assert_eq!(error("name=%e2%82"), "name: not UTF-8 once percent-decoded");
@@ -765,6 +839,19 @@ mod tests {
             }
         );
         assert_eq!(parse_query("").unwrap(), ListQuery::default());
+        assert_eq!(
+            query_pairs("force&a=%2B+b").unwrap(),
+            [("force".into(), "".into()), ("a".into(), "+ b".into())]
+        );
+        assert_eq!(decode("app%31+x", false).unwrap(), "app1+x");
+        assert_eq!(
+            decode("%E0", false).unwrap_err(),
+            "not UTF-8 once percent-decoded"
+        );
+        assert_eq!(
+            decode("a%4", false).unwrap_err(),
+            "malformed percent escape"
+        );
         assert_eq!(parse_query("&&").unwrap(), ListQuery::default());
     }
 }

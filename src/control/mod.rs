@@ -14,6 +14,7 @@ mod pki;
 mod registry;
 pub mod snapshot;
 mod store;
+mod timestamp;
 mod validate;
 
 use std::net::{SocketAddr, TcpListener};
@@ -581,6 +582,36 @@ mod tests {
         assert_eq!(info["created_at"], created["created_at"]);
         assert_eq!(info["history"], json!([]));
         assert_eq!(info["uptime_seconds"], 0);
+        assert_eq!(info["deleted_at"], Value::Null);
+
+        // Path segments are percent-decoded like query values; bad escapes are refused.
+        let (status, by_escape) = edge.request("GET", "/v1/tunnels/w%65b", None);
+        assert_eq!((status, by_escape), (200, info.clone()));
+        let (status, body) = edge.request("GET", "/v1/tunnels/%E0", None);
+        assert_eq!(status, 400);
+        assert_eq!(
+            body,
+            json!({"error": "path segment \"%E0\": not UTF-8 once percent-decoded"})
+        );
+        // Every endpoint refuses query parameters it does not know.
+        for (method, path) in [
+            ("GET", "/v1/tunnels/web?x=1"),
+            ("GET", "/v1/routes?x=1"),
+            ("DELETE", "/v1/tunnels/web/connections?x=1"),
+            ("POST", "/v1/tunnels/web/routes?x=1"),
+            ("POST", "/v1/tunnels?x=1"),
+            ("DELETE", "/v1/tunnels/web?x=1&force"),
+        ] {
+            let (status, body) = edge.request(method, path, Some(json!({"name": "n"})));
+            assert_eq!(status, 400, "{method} {path}");
+            assert_eq!(body, json!({"error": "unknown query parameter \"x\""}));
+        }
+        let (status, body) = edge.request("DELETE", "/v1/tunnels/web?force=maybe", None);
+        assert_eq!(status, 400);
+        assert_eq!(
+            body,
+            json!({"error": "force: expected true, false, 1 or 0, not \"maybe\""})
+        );
 
         let (status, body) = edge.request("DELETE", "/v1/tunnels/web/connections", None);
         assert_eq!(status, 200);
@@ -602,7 +633,15 @@ mod tests {
         let (status, body) = edge.request("DELETE", "/v1/tunnels/web", None);
         assert_eq!(status, 200);
         assert_eq!(body, json!({"deleted": id}));
-        assert_eq!(edge.request("GET", "/v1/tunnels/web", None).0, 404);
+        // A deleted tunnel still answers, by id and by its name while no live tunnel has it.
+        let (status, deleted) = edge.request("GET", &format!("/v1/tunnels/{id}"), None);
+        assert_eq!(status, 200);
+        assert_eq!(deleted["status"], "deleted");
+        assert!(deleted["deleted_at"].is_string());
+        assert_eq!(deleted["routes"], json!([]));
+        assert_eq!(deleted["connections"], json!([]));
+        assert_eq!(edge.request("GET", "/v1/tunnels/web", None), (200, deleted));
+        assert_eq!(edge.request("DELETE", "/v1/tunnels/web", None).0, 404);
         assert_eq!(edge.request("GET", "/v1/routes", None).1, json!([]));
     }
 

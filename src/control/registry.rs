@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
-use super::list::{self, LiveConnection, LiveSummary, QueryError};
+use super::list::{self, LiveConnection, LiveSummary, QueryError, Status};
 use super::store::{self, ConnectionRecord, Store, StoreError, TunnelKey, TunnelRecord};
 use super::{api, pki, validate, ControlMsg, Refusal, RegisterRequest, Registration, Snapshot};
 use crate::tunnel::credentials::SECRET_LEN;
@@ -419,28 +419,40 @@ impl State {
         self.tunnel_info_at(tunnel, now_ms())
     }
 
+    /// A deleted tunnel answers too (see [`api::TunnelInfo`]): by id always, by name when no
+    /// live tunnel has it.
     fn tunnel_info_at(&self, tunnel: &str, now: i64) -> Result<api::TunnelInfo, OpError> {
-        let tunnel = self.find(tunnel)?;
+        let tunnel = self
+            .store
+            .tunnel_or_deleted(TunnelKey::parse(tunnel))?
+            .ok_or_else(|| OpError::NotFound(format!("tunnel {tunnel} does not exist")))?;
+        let deleted = tunnel.deleted_at.is_some();
+        // A forced delete leaves connections live until the workers close them; they no
+        // longer belong to the tunnel.
         let mut connections: Vec<&Live> = self
             .live
             .values()
-            .filter(|live| live.record.tunnel_id == tunnel.id)
+            .filter(|live| !deleted && live.record.tunnel_id == tunnel.id)
             .collect();
         connections.sort_by_key(|live| {
             let r = &live.record;
             (r.connector_id, r.conn_index, r.opened_at, r.id)
         });
-        let status = self
-            .summaries()
-            .get(&tunnel.id)
-            .copied()
-            .unwrap_or_default()
-            .status;
+        let status = match deleted {
+            true => Status::Deleted,
+            false => {
+                self.summaries()
+                    .get(&tunnel.id)
+                    .copied()
+                    .unwrap_or_default()
+                    .status
+            }
+        };
         let history = self.store.closed_connections(tunnel.id, HISTORY_LEN)?;
         let mut routes: Vec<String> = self
             .routes
             .iter()
-            .filter(|(_, id)| **id == tunnel.id)
+            .filter(|(_, id)| !deleted && **id == tunnel.id)
             .map(|(host, _)| host.clone())
             .collect();
         routes.sort();
@@ -450,6 +462,7 @@ impl State {
             id: tunnel.id,
             name: tunnel.name,
             created_at: rfc3339(tunnel.created_at),
+            deleted_at: tunnel.deleted_at.map(rfc3339),
             status: status.as_str().to_owned(),
             uptime_seconds: u64::try_from(uptime).unwrap_or(0),
             last_active_at: tunnel.last_active_at.map(rfc3339),
@@ -817,6 +830,73 @@ mod tests {
     }
 
     #[test]
+    fn deleted_tunnels_answer_info() {
+        let dir = TempDir::new();
+        let mut state = dir.state(BASE);
+        let old = create(&mut state, "web", BASE);
+        state.add_route("web", "web.test").unwrap();
+        let conn = register(&mut state, old, 1, 0, 1, BASE + SECOND);
+        state.handle_at(
+            ControlMsg::Closed {
+                connection_id: conn,
+            },
+            BASE + 2 * SECOND,
+        );
+        state
+            .delete_tunnel_at("web", false, BASE + 3 * SECOND)
+            .unwrap();
+
+        // By id, and by name while no live tunnel has the name.
+        let info = state
+            .tunnel_info_at(&old.0.to_string(), BASE + 4 * SECOND)
+            .unwrap();
+        assert_eq!(
+            state.tunnel_info_at("web", BASE + 4 * SECOND).unwrap(),
+            info
+        );
+        assert_eq!((info.id, info.name.as_str()), (old.0, "web"));
+        assert_eq!(info.status, "deleted");
+        assert_eq!(info.deleted_at, at(BASE + 3 * SECOND));
+        assert_eq!(info.uptime_seconds, 0);
+        assert_eq!(info.last_active_at, at(BASE + SECOND));
+        assert_eq!(info.last_inactive_at, at(BASE + 2 * SECOND));
+        assert_eq!(info.connections, []);
+        assert_eq!(info.routes, Vec::<String>::new());
+        let history: Vec<_> = info
+            .history
+            .iter()
+            .map(|c| (c.id, c.closed_at.clone()))
+            .collect();
+        assert_eq!(history, [(conn, at(BASE + 2 * SECOND))]);
+
+        // The name goes to the live tunnel again, then to the newest deleted one.
+        let new = create(&mut state, "web", BASE + 5 * SECOND);
+        let info = state.tunnel_info_at("web", BASE + 6 * SECOND).unwrap();
+        assert_eq!(
+            (info.id, info.status.as_str(), info.deleted_at),
+            (new.0, "inactive", None)
+        );
+        state
+            .delete_tunnel_at("web", false, BASE + 7 * SECOND)
+            .unwrap();
+        let info = state.tunnel_info_at("web", BASE + 8 * SECOND).unwrap();
+        assert_eq!((info.id, info.deleted_at), (new.0, at(BASE + 7 * SECOND)));
+        let info = state
+            .tunnel_info_at(&old.0.to_string(), BASE + 8 * SECOND)
+            .unwrap();
+        assert_eq!(info.deleted_at, at(BASE + 3 * SECOND));
+
+        // Everything else still wants a live tunnel.
+        let err = state.cleanup("web").unwrap_err();
+        assert_eq!(err.to_string(), "tunnel web does not exist");
+        let err = state.tunnel_info_at("gone", BASE).unwrap_err();
+        assert_eq!(
+            (err.status(), err.to_string()),
+            (404, "tunnel gone does not exist".into())
+        );
+    }
+
+    #[test]
     fn listing_through_the_store() {
         let dir = TempDir::new();
         let mut state = dir.state(BASE);
@@ -841,7 +921,8 @@ mod tests {
         assert_eq!(names("min_uptime=1h"), ["old", "new"]);
         assert_eq!(names("created_after=2023-11-15T00:00:00Z"), ["new", "idle"]);
         assert_eq!(names("created_before=2023-11-15T00:00:00Z"), ["old"]);
-        assert_eq!(names("sort_by=uptime&invert_sort"), ["old", "new", "idle"]);
+        assert_eq!(names("sort_by=uptime"), ["old", "new", "idle"]);
+        assert_eq!(names("sort_by=uptime&invert_sort"), ["idle", "new", "old"]);
         assert_eq!(names("sort_by=name"), ["idle", "new", "old"]);
         assert_eq!(names("search=E&per_page=1&page=2"), ["idle"]);
 

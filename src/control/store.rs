@@ -184,6 +184,30 @@ impl Store {
         row.optional()?.map(RawTunnel::parse).transpose()
     }
 
+    /// A tunnel, deleted or not: by id, that one; by name, the live tunnel of that name, else
+    /// the one of that name deleted last.
+    pub fn tunnel_or_deleted(
+        &self,
+        key: TunnelKey<'_>,
+    ) -> Result<Option<TunnelRecord>, StoreError> {
+        let row = match key {
+            TunnelKey::Id(id) => self.db.query_row(
+                &format!("{COLUMNS} WHERE id = ?1"),
+                [id.to_string()],
+                raw_tunnel,
+            ),
+            TunnelKey::Name(name) => self.db.query_row(
+                &format!(
+                    "{COLUMNS} WHERE name = ?1 \
+                     ORDER BY deleted_at IS NOT NULL, deleted_at DESC, id LIMIT 1"
+                ),
+                [name],
+                raw_tunnel,
+            ),
+        };
+        row.optional()?.map(RawTunnel::parse).transpose()
+    }
+
     /// Every tunnel that has not been deleted, oldest first.
     pub fn tunnels(&self) -> Result<Vec<TunnelRecord>, StoreError> {
         let mut stmt = self.db.prepare(&format!(
