@@ -381,7 +381,7 @@ pub enum SortArg {
 /// `adit tunnel list` filters; the admin API takes the same as query parameters.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ListFilterArgs {
-    /// Only the tunnel with exactly this name.
+    /// Only the tunnel with exactly this name (not empty, like --name-prefix and --search).
     #[arg(long)]
     pub name: Option<String>,
     /// Only tunnels whose name starts with this.
@@ -402,10 +402,11 @@ pub struct ListFilterArgs {
     /// Only tunnels whose name contains this text (case-insensitive).
     #[arg(long, value_name = "TEXT")]
     pub search: Option<String>,
-    /// Sort order [default: created].
+    /// Sort order [default: created]: name A to Z and created oldest first; uptime and
+    /// connections list the most first.
     #[arg(long, value_enum)]
     pub sort_by: Option<SortArg>,
-    /// Reverse the sort order.
+    /// Reverse the sort order, whichever it is.
     #[arg(long)]
     pub invert_sort: bool,
     /// Include deleted tunnels.
@@ -440,8 +441,9 @@ pub struct RunArgs {
     /// Serve every request with this origin URL instead of ingress rules from a config.
     #[arg(long)]
     pub url: Option<String>,
-    /// QUIC connections to keep open to the edge.
-    #[arg(long, default_value_t = 4)]
+    /// QUIC connections to keep open to the edge, 1 to 255 (the register frame carries the
+    /// count and each connection's index in one byte).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=255))]
     pub ha_connections: u8,
     /// Edge tunnel address, overriding the credentials file.
     #[arg(long)]
@@ -518,5 +520,49 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tunnel(TunnelCommand::Run(args)) => roles::connector(args),
         Command::Tunnel(TunnelCommand::Ingress(cmd)) => ingress::run(cmd),
         Command::Tunnel(cmd) => tunnel::run(cmd),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(args: &[&str]) -> Result<RunArgs, String> {
+        let argv = ["adit", "tunnel", "run"].iter().chain(args);
+        match Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .command
+        {
+            Command::Tunnel(TunnelCommand::Run(run)) => Ok(run),
+            other => Err(format!("parsed as {other:?}")),
+        }
+    }
+
+    #[test]
+    fn ha_connections_range() {
+        assert_eq!(run_args(&[]).unwrap().ha_connections, 4);
+        assert_eq!(
+            run_args(&["--ha-connections", "1"]).unwrap().ha_connections,
+            1
+        );
+        assert_eq!(
+            run_args(&["--ha-connections", "255"])
+                .unwrap()
+                .ha_connections,
+            255
+        );
+        for (value, why) in [
+            ("0", "0 is not in 1..=255"),
+            ("256", "256 is not in 1..=255"),
+        ] {
+            let err = run_args(&["--ha-connections", value]).unwrap_err();
+            let first = err.lines().next().unwrap_or_default().to_owned();
+            assert_eq!(
+                first,
+                format!(
+                    "error: invalid value '{value}' for '--ha-connections <HA_CONNECTIONS>': {why}"
+                )
+            );
+        }
     }
 }

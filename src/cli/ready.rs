@@ -2,7 +2,7 @@
 //! registered connection, for scripts and container health checks. Exit 0 when it has;
 //! otherwise exit 1 with one line on standard error saying why.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -32,8 +32,13 @@ fn check(metrics: &str) -> Result<u64, String> {
         .strip_prefix("http://")
         .unwrap_or(metrics)
         .trim_end_matches('/');
-    let (status, body) =
-        get_ready(authority).map_err(|err| format!("cannot reach {authority}: {err}"))?;
+    let (status, body) = get_ready(authority).map_err(|err| match err.kind() {
+        // A server that accepts but never answers: the OS's "would block" says nothing.
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+            format!("no answer from {authority} within {}s", TIMEOUT.as_secs())
+        }
+        _ => format!("cannot reach {authority}: {err}"),
+    })?;
     let connections = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|answer| answer["readyConnections"].as_u64());
@@ -127,6 +132,15 @@ mod tests {
             check(&other),
             Err(format!("not ready: {other}/ready answered 404"))
         );
+
+        // Accepted (by the backlog) but never answered.
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = silent.local_addr().unwrap();
+        assert_eq!(
+            check(&addr.to_string()),
+            Err(format!("no answer from {addr} within 3s"))
+        );
+        drop(silent);
 
         let closed = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = closed.local_addr().unwrap();

@@ -154,6 +154,14 @@ fn print_json(out: &mut dyn Write, value: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A tunnel name or id as typed, refused when empty: the path would name another endpoint.
+fn tunnel_key(tunnel: &str) -> anyhow::Result<String> {
+    if tunnel.trim().is_empty() {
+        bail!("the tunnel name or id must not be empty");
+    }
+    Ok(segment(tunnel))
+}
+
 /// A tunnel name or id as a path segment. Names and ids need no escaping; anything else
 /// is percent-encoded so the request line stays well-formed and the edge answers 404.
 /// Query values are encoded the same way.
@@ -237,7 +245,7 @@ fn route_dns(
     output: OutputFormat,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let path = format!("/v1/tunnels/{}/routes", segment(tunnel));
+    let path = format!("/v1/tunnels/{}/routes", tunnel_key(tunnel)?);
     let (status, value) = call(
         client,
         "POST",
@@ -273,6 +281,22 @@ fn route_dns(
     Ok(())
 }
 
+/// Refuses an empty `--name`, `--name-prefix` or `--search`: the API reads an empty value as
+/// no filter at all, which is never what typing one meant.
+fn check_filter(filter: &ListFilterArgs) -> anyhow::Result<()> {
+    let texts = [
+        ("--name", &filter.name),
+        ("--name-prefix", &filter.name_prefix),
+        ("--search", &filter.search),
+    ];
+    for (flag, value) in texts {
+        if value.as_deref().is_some_and(str::is_empty) {
+            bail!("{flag} must not be empty");
+        }
+    }
+    Ok(())
+}
+
 /// The `GET /v1/tunnels` query for `filter` (without paging), every value encoded.
 fn list_query(filter: &ListFilterArgs) -> String {
     let name = |value: Option<PossibleValue>| value.map(|v| v.get_name().to_owned());
@@ -303,9 +327,14 @@ fn list_query(filter: &ListFilterArgs) -> String {
         .join("&")
 }
 
-/// Every page of the listing, as one list.
+/// Tunnels asked for per page: the most the API allows.
+const PER_PAGE: u32 = 1000;
+
+/// Every page of the listing, as one list: `page` 1, `per_page` the size each page was
+/// asked for ([`PER_PAGE`], a value the API accepts, even when nothing matched), `total`
+/// from the last answer. `tunnels` holds every page, so past 1000 tunnels it holds more
+/// than `per_page`.
 fn fetch_all(client: &AdminClient, query: &str) -> anyhow::Result<api::TunnelList> {
-    const PER_PAGE: u32 = 1000;
     let mut tunnels = Vec::new();
     let mut total = 0;
     for page in 1u32.. {
@@ -322,7 +351,7 @@ fn fetch_all(client: &AdminClient, query: &str) -> anyhow::Result<api::TunnelLis
         }
     }
     Ok(api::TunnelList {
-        per_page: u32::try_from(tunnels.len()).unwrap_or(u32::MAX),
+        per_page: PER_PAGE,
         tunnels,
         page: 1,
         total,
@@ -335,6 +364,7 @@ fn list(
     output: OutputFormat,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    check_filter(filter)?;
     let listed = fetch_all(client, &list_query(filter))?;
     if output == OutputFormat::Json {
         return print_json(out, &serde_json::to_value(&listed)?);
@@ -401,7 +431,7 @@ fn cleanup(
     output: OutputFormat,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let path = format!("/v1/tunnels/{}/connections", segment(tunnel));
+    let path = format!("/v1/tunnels/{}/connections", tunnel_key(tunnel)?);
     let (_, value) = call(client, "DELETE", &path, None)?;
     if output == OutputFormat::Json {
         return print_json(out, &value);
@@ -424,7 +454,7 @@ fn info(
     let (_, value) = call(
         client,
         "GET",
-        &format!("/v1/tunnels/{}", segment(tunnel)),
+        &format!("/v1/tunnels/{}", tunnel_key(tunnel)?),
         None,
     )?;
     if output == OutputFormat::Json {
@@ -435,6 +465,9 @@ fn info(
     writeln!(out, "ID:       {}", info.id)?;
     writeln!(out, "CREATED:  {}", info.created_at)?;
     writeln!(out, "STATUS:   {}", info.status)?;
+    if let Some(deleted_at) = &info.deleted_at {
+        writeln!(out, "DELETED:  {deleted_at}")?;
+    }
     let uptime = match (
         info.status.as_str(),
         &info.last_active_at,
@@ -525,7 +558,7 @@ fn delete(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let query = if force { "?force=true" } else { "" };
-    let path = format!("/v1/tunnels/{}{query}", segment(tunnel));
+    let path = format!("/v1/tunnels/{}{query}", tunnel_key(tunnel)?);
     let (_, value) = call(client, "DELETE", &path, None)?;
     if output == OutputFormat::Json {
         return print_json(out, &value);
@@ -715,6 +748,10 @@ mod tests {
             .to_owned();
         assert_eq!(value["total"], 1);
         assert_eq!(value["tunnels"][0]["status"], "inactive");
+        assert_eq!(
+            (&value["page"], &value["per_page"]),
+            (&json!(1), &json!(1000))
+        );
 
         list(&client, &all, table, &mut out).unwrap();
         assert_eq!(
@@ -740,6 +777,71 @@ mod tests {
             String::from_utf8(std::mem::take(&mut out)).unwrap(),
             "No tunnels match\n"
         );
+        list(&client, &active, OutputFormat::Json, &mut out).unwrap();
+        let value: Value = serde_json::from_slice(&std::mem::take(&mut out)).unwrap();
+        assert_eq!(
+            value,
+            json!({"tunnels": [], "page": 1, "per_page": 1000, "total": 0})
+        );
+        let offset = ListFilterArgs {
+            created_after: Some("2000-01-01T01:00:00+01:00".into()),
+            ..ListFilterArgs::default()
+        };
+        list(&client, &offset, OutputFormat::Json, &mut out).unwrap();
+        let value: Value = serde_json::from_slice(&std::mem::take(&mut out)).unwrap();
+        assert_eq!(value["tunnels"][0]["name"], "web");
+        for (flag, filter) in [
+            (
+                "--name",
+                ListFilterArgs {
+                    name: Some(String::new()),
+                    ..ListFilterArgs::default()
+                },
+            ),
+            (
+                "--name-prefix",
+                ListFilterArgs {
+                    name_prefix: Some(String::new()),
+                    ..ListFilterArgs::default()
+                },
+            ),
+            (
+                "--search",
+                ListFilterArgs {
+                    search: Some(String::new()),
+                    ..ListFilterArgs::default()
+                },
+            ),
+        ] {
+            let err = list(&client, &filter, table, &mut out).unwrap_err();
+            assert_eq!(err.to_string(), format!("{flag} must not be empty"));
+        }
+        assert!(out.is_empty());
+
+        // An empty tunnel would make the path name another endpoint.
+        let empty = "the tunnel name or id must not be empty";
+        assert_eq!(
+            info(&client, "", table, &mut out).unwrap_err().to_string(),
+            empty
+        );
+        assert_eq!(
+            cleanup(&client, " ", table, &mut out)
+                .unwrap_err()
+                .to_string(),
+            empty
+        );
+        assert_eq!(
+            delete(&client, "", true, table, &mut out)
+                .unwrap_err()
+                .to_string(),
+            empty
+        );
+        assert_eq!(
+            route_dns(&client, "", "a.test", table, &mut out)
+                .unwrap_err()
+                .to_string(),
+            empty
+        );
 
         info(&client, "web", table, &mut out).unwrap();
         assert_eq!(
@@ -762,8 +864,17 @@ mod tests {
         delete(&client, "web", false, OutputFormat::Json, &mut out).unwrap();
         let value: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(value, json!({ "deleted": id }));
-        let err = info(&client, "web", table, &mut out).unwrap_err();
-        assert_eq!(err.to_string(), "tunnel web does not exist");
+        out.clear();
+        // A deleted tunnel still answers info, by name while no live tunnel has it.
+        info(&client, "web", OutputFormat::Json, &mut out).unwrap();
+        let value: Value = serde_json::from_slice(&std::mem::take(&mut out)).unwrap();
+        assert_eq!(
+            (&value["id"], &value["status"]),
+            (&json!(id), &json!("deleted"))
+        );
+        assert!(value["deleted_at"].is_string());
+        let err = info(&client, "gone", table, &mut out).unwrap_err();
+        assert_eq!(err.to_string(), "tunnel gone does not exist");
 
         let bad = AdminClient::new(&url, "wrong".into()).unwrap();
         let err = list(&bad, &all, table, &mut out).unwrap_err();

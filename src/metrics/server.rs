@@ -44,8 +44,10 @@ pub type Handler = Box<dyn Fn() -> Reply + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
-    #[error("cannot bind the metrics server to {addr}: {source}")]
-    Bind { addr: SocketAddr, source: io::Error },
+    /// The OS error is part of the message and deliberately not a `source`: a caller
+    /// printing the whole chain (`{:#}`) would otherwise show it twice.
+    #[error("cannot bind the metrics server to {addr}: {error}")]
+    Bind { addr: SocketAddr, error: io::Error },
 }
 
 /// Binds the metrics listener: `explicit` when given (a busy address is an error), else the
@@ -56,7 +58,7 @@ pub fn bind(
     defaults: &[SocketAddr],
 ) -> Result<TcpListener, BindError> {
     if let Some(addr) = explicit {
-        return TcpListener::bind(addr).map_err(|source| BindError::Bind { addr, source });
+        return TcpListener::bind(addr).map_err(|error| BindError::Bind { addr, error });
     }
     for addr in defaults {
         if let Ok(listener) = TcpListener::bind(addr) {
@@ -68,8 +70,7 @@ pub fn bind(
         .copied()
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     any.set_port(0);
-    let listener =
-        TcpListener::bind(any).map_err(|source| BindError::Bind { addr: any, source })?;
+    let listener = TcpListener::bind(any).map_err(|error| BindError::Bind { addr: any, error })?;
     if let Ok(addr) = listener.local_addr() {
         let tried: Vec<String> = defaults.iter().map(ToString::to_string).collect();
         tracing::warn!(
@@ -350,9 +351,13 @@ mod tests {
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
         let busy = taken.local_addr().unwrap();
         let err = bind(Some(busy), &[]).unwrap_err();
-        assert!(err
-            .to_string()
-            .starts_with(&format!("cannot bind the metrics server to {busy}: ")));
+        // Printed the way `main` prints errors, the OS error comes once.
+        assert_eq!(
+            format!("{:#}", anyhow::Error::from(err)),
+            format!(
+                "cannot bind the metrics server to {busy}: Address already in use (os error 98)"
+            )
+        );
         let fallback = bind(None, &[busy]).unwrap();
         let addr = fallback.local_addr().unwrap();
         assert_ne!(addr.port(), busy.port());
