@@ -289,3 +289,107 @@ fn dashboard_filters_query_the_api() {
     let active: Value = json!(["beta"]);
     browser.wait_value(SHORT, "the active tunnels", ROWS, active);
 }
+
+#[test]
+fn dashboard_survives_bad_fragments_and_shows_deleted_tunnels() {
+    let Some(mut browser) = Browser::launch("dashboard_survives_bad_fragments") else {
+        return;
+    };
+    let dir = TempDir::new("dash-deleted");
+    let edge = Edge::start(dir.path());
+    edge.create_tunnel("web");
+    edge.create_tunnel("blog");
+    let web_id = edge.info("web")["id"].as_str().unwrap().to_owned();
+    let blog_id = edge.info("blog")["id"].as_str().unwrap().to_owned();
+
+    browser.navigate(&format!("http://{}/", edge.admin));
+    sign_in(&mut browser, &edge.token);
+    browser.wait_value(SHORT, "the list", ROWS, json!(["blog", "web"]));
+
+    // A fragment that does not percent-decode: an empty card saying so, the banner and the
+    // way back, and the page keeps refreshing.
+    browser.eval("location.hash = '#/tunnel/%E0'; true");
+    let shown = "document.body.dataset.view === 'detail' && \
+         [document.getElementById('d-name').textContent, \
+         document.getElementById('error').hidden, \
+         document.getElementById('error').textContent, \
+         document.getElementById('d-id').textContent, \
+         document.getElementById('back').hidden]";
+    browser.wait_value(
+        SHORT,
+        "no such tunnel",
+        shown,
+        json!([
+            "no such tunnel",
+            false,
+            "No such tunnel: %E0 is not a tunnel name or id",
+            "",
+            false
+        ]),
+    );
+    // Only the timer can notice a fragment changed without a hashchange event.
+    let replace = format!("history.replaceState(null, '', '#/tunnel/{web_id}'); true");
+    browser.eval(&replace);
+    let name = "document.body.dataset.view === 'detail' && \
+         document.getElementById('error').hidden && \
+         document.getElementById('d-name').textContent";
+    browser.wait_value(FOLLOW, "web after the bad fragment", name, json!("web"));
+
+    // An unknown id: the same empty card, with the API's answer.
+    browser.eval("location.hash = '#/tunnel/nope'; true");
+    browser.wait_value(
+        SHORT,
+        "an unknown tunnel",
+        shown,
+        json!([
+            "no such tunnel",
+            false,
+            "Cannot load the tunnel: tunnel nope does not exist",
+            "",
+            false
+        ]),
+    );
+    browser.eval("document.getElementById('back').click(); true");
+    browser.wait_value(SHORT, "the list again", ROWS, json!(["blog", "web"]));
+
+    // A deleted tunnel, clicked in the list with deleted tunnels shown.
+    let out = edge.cli(&["tunnel", "delete", "blog"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    browser.eval(
+        "(() => { const e = document.getElementById('f-show-deleted'); e.checked = true; \
+         e.dispatchEvent(new Event('change', {bubbles: true})); return true; })()",
+    );
+    browser.wait_value(SHORT, "blog deleted", &row("blog"), json!(["deleted", "0"]));
+    browser.eval("document.querySelector('tr[data-tunnel=\"blog\"]').click(); true");
+    let detail = "document.body.dataset.view === 'detail' && \
+         [document.getElementById('d-name').textContent, \
+         document.getElementById('d-status').textContent, \
+         document.getElementById('d-status').className, \
+         document.getElementById('d-id').textContent, \
+         document.getElementById('d-deleted').hidden, \
+         /^\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d$/.test(\
+         document.getElementById('d-deleted').textContent), \
+         document.getElementById('d-uptime').textContent, \
+         document.getElementById('error').hidden, \
+         [...document.querySelectorAll('#d-routes li')].map(li => li.textContent)]";
+    browser.wait_value(
+        SHORT,
+        "the deleted tunnel's card",
+        detail,
+        json!([
+            "blog",
+            "deleted",
+            "badge deleted",
+            blog_id,
+            false,
+            true,
+            "—",
+            true,
+            ["no routes"]
+        ]),
+    );
+}

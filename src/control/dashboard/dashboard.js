@@ -37,7 +37,9 @@
       // A body that is not JSON: the status line says enough.
     }
     if (!response.ok) {
-      throw new Error((body && body.error) || "HTTP " + response.status);
+      const error = new Error((body && body.error) || "HTTP " + response.status);
+      error.status = response.status;
+      throw error;
     }
     return body;
   }
@@ -45,10 +47,16 @@
   // --- views -------------------------------------------------------------------------
 
   // The detail view is named in the fragment (#/tunnel/ID) so the browser's back button
-  // returns to the list.
-  function openTunnelId() {
+  // returns to the list. The answer is null for the list, `{ key }` for a tunnel, or
+  // `{ bad }` holding the raw text when it does not percent-decode (someone typed it).
+  function openedTunnel() {
     const match = /^#\/tunnel\/([^/]+)$/.exec(location.hash);
-    return match ? decodeURIComponent(match[1]) : null;
+    if (!match) return null;
+    try {
+      return { key: decodeURIComponent(match[1]) };
+    } catch (_) {
+      return { bad: match[1] };
+    }
   }
 
   function show(view) {
@@ -89,20 +97,36 @@
   }
 
   // One refresh at a time: a newer call makes the answers of older ones stale, and only
-  // the newest schedules the next round.
+  // the newest schedules the next round. Whatever fails inside, the error shows in the
+  // banner and the next round still comes; only signing out stops it.
   async function refresh() {
     clearTimeout(state.timer);
     const generation = ++state.generation;
+    try {
+      await load(generation);
+    } catch (e) {
+      if (generation === state.generation) showError("Dashboard error: " + e.message);
+    }
+    if (generation === state.generation && token()) {
+      state.timer = setTimeout(refresh, REFRESH_MS);
+    }
+  }
+
+  async function load(generation) {
     if (!token()) {
       signOut("");
       return;
     }
-    const id = openTunnelId();
+    const target = openedTunnel();
     try {
-      if (id) {
-        const info = await api("/v1/tunnels/" + encodeURIComponent(id));
+      if (target && target.bad !== undefined) {
+        noSuchTunnel("No such tunnel: " + target.bad + " is not a tunnel name or id");
+        return;
+      }
+      if (target) {
+        const info = await api("/v1/tunnels/" + encodeURIComponent(target.key));
         if (generation !== state.generation) return;
-        renderDetail(info);
+        renderDetail(info, target.key);
       } else {
         const query = listQuery();
         window.lastListQuery = query;
@@ -111,7 +135,7 @@
         if (generation !== state.generation) return;
         renderList(list);
       }
-      show(id ? "detail" : "list");
+      show(target ? "detail" : "list");
       showError("");
       $("updated").textContent = "updated " + clock(new Date());
     } catch (e) {
@@ -120,10 +144,37 @@
         signOut("wrong token");
         return;
       }
-      show(id ? "detail" : "list");
-      showError("Cannot load " + (id ? "the tunnel" : "tunnels") + ": " + e.message);
+      const message = "Cannot load " + (target ? "the tunnel" : "tunnels") + ": " + e.message;
+      if (target && e.status === 404) {
+        noSuchTunnel(message);
+        return;
+      }
+      // A card of another tunnel, or half drawn, must not pass for this one.
+      if (target && $("detail").dataset.key !== target.key) clearDetail();
+      show(target ? "detail" : "list");
+      showError(message);
     }
-    state.timer = setTimeout(refresh, REFRESH_MS);
+  }
+
+  // An empty card saying so; the back button above it returns to the list.
+  function noSuchTunnel(message) {
+    clearDetail();
+    $("d-name").textContent = "no such tunnel";
+    show("detail");
+    showError(message);
+  }
+
+  function clearDetail() {
+    delete $("detail").dataset.key;
+    delete $("detail").dataset.tunnel;
+    for (const id of ["d-name", "d-status", "d-id", "d-created", "d-deleted", "d-uptime",
+      "d-last-active", "d-last-inactive"]) {
+      $(id).textContent = "";
+    }
+    $("d-status").className = "badge";
+    $("d-deleted").hidden = $("d-deleted-label").hidden = true;
+    $("d-routes").replaceChildren();
+    for (const id of ["connections", "history"]) $(id).tBodies[0].replaceChildren();
   }
 
   // --- the list ----------------------------------------------------------------------
@@ -199,13 +250,19 @@
 
   // --- one tunnel --------------------------------------------------------------------
 
-  function renderDetail(info) {
+  // `key` is the name or id the fragment holds.
+  function renderDetail(info, key) {
+    $("detail").dataset.key = key;
     $("detail").dataset.tunnel = info.name;
     $("d-name").textContent = info.name;
     badge($("d-status"), info.status);
     $("d-id").textContent = info.id;
     $("d-created").textContent = when(info.created_at, true);
-    $("d-uptime").textContent = info.status === "inactive" ? "—" : duration(info.uptime_seconds);
+    // Deleted tunnels answer too, with their deletion time and history.
+    $("d-deleted").textContent = info.deleted_at ? when(info.deleted_at, true) : "";
+    $("d-deleted").hidden = $("d-deleted-label").hidden = !info.deleted_at;
+    const up = info.status === "active" || info.status === "degraded";
+    $("d-uptime").textContent = up ? duration(info.uptime_seconds) : "—";
     $("d-last-active").textContent = info.last_active_at ? when(info.last_active_at, true) : "never";
     $("d-last-inactive").textContent =
       info.last_inactive_at ? when(info.last_inactive_at, true) : "never";
