@@ -7,6 +7,11 @@
 //! while it still reads (an echo, an early 413) never deadlocks against flow control. A
 //! WebSocket upgrade that the origin accepts turns the connection into raw bytes both ways.
 //!
+//! A tunnel connection that dies under its requests (a connector killed without closing)
+//! fails them once the QUIC idle timeout notices. A request harmless to repeat (an
+//! idempotent method, no body, no upgrade) that had not received a response byte yet is
+//! then sent again on another connection of the tunnel on this worker; any other gets a 502.
+//!
 //! Limits: a client has [`ClientLimits::idle_timeout`] to start a request and, once its
 //! first byte arrived, [`ClientLimits::header_timeout`] to complete the head (else 408).
 
