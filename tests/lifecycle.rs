@@ -348,3 +348,76 @@ fn a_rolling_restart_under_load_loses_no_request() {
     // The whole restart sequence happened while the load ran.
     assert!(started.elapsed() >= Duration::from_secs(15));
 }
+
+/// Sends `request` (raw bytes) on a thread of its own; the answer and how long it took come
+/// back on the returned channel.
+fn send_in_background(
+    addr: std::net::SocketAddr,
+    request: Vec<u8>,
+) -> crossbeam_channel::Receiver<(Option<Response>, Duration)> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let sent = Instant::now();
+        let mut client = Client::connect(addr);
+        client.send_raw(&request);
+        let answer = client.read_response(false);
+        let _ = tx.send((answer, sent.elapsed()));
+    });
+    rx
+}
+
+#[test]
+fn requests_on_a_killed_replica_go_to_the_other_unless_they_carry_a_body() {
+    let dir = TempDir::new("killed");
+    // One edge worker, so every connection of both replicas is one `pick` away.
+    let (http, tunnel, admin) = (free_tcp_addr(), free_udp_addr(), free_tcp_addr());
+    let edge = Edge::start_with(dir.path(), http, tunnel, admin, &["--workers", "1"], &[]);
+    let cred = edge.create_tunnel("web");
+    edge.route("web", "web.test");
+    let origin = start_origin();
+
+    // While replica a is alone, a POST with a body goes there and stays in flight.
+    let mut a = start_replica(dir.path(), &cred, origin, "a", &[]);
+    wait_live(&edge, 2);
+    let post = b"POST /delay/30000 HTTP/1.1\r\nHost: web.test\r\nContent-Length: 5\r\n\r\nhello";
+    let post_sent = Instant::now();
+    let post = send_in_background(edge.http, post.to_vec());
+    std::thread::sleep(Duration::from_millis(300));
+    let _b = start_replica(dir.path(), &cred, origin, "b", &[]);
+    wait_live(&edge, 4);
+
+    // The edge spreads these over all four connections, so about half are on replica a
+    // when it dies.
+    let get = b"GET /delay/500 HTTP/1.1\r\nHost: web.test\r\n\r\n";
+    let gets: Vec<_> = (0..20)
+        .map(|_| send_in_background(edge.http, get.to_vec()))
+        .collect();
+    std::thread::sleep(Duration::from_millis(250));
+    let killed = Instant::now();
+    a.child.kill().unwrap();
+
+    let mut took = Vec::new();
+    for answer in gets {
+        let (response, elapsed) = answer.recv_timeout(Duration::from_secs(20)).unwrap();
+        let response = response.expect("a response");
+        assert_eq!((response.status, response.text().as_str()), (200, "done\n"));
+        assert!(elapsed < Duration::from_secs(8), "a GET took {elapsed:?}");
+        took.push(elapsed);
+    }
+    took.sort();
+    let resent = took.iter().filter(|t| **t > Duration::from_secs(3)).count();
+    eprintln!("GETs: {took:?}; {resent} waited for the dead connections");
+    assert!(resent > 0, "no GET was on the killed replica: {took:?}");
+
+    let (response, elapsed) = post.recv_timeout(Duration::from_secs(20)).unwrap();
+    let response = response.expect("a response to the POST");
+    assert_eq!(response.status, 502, "{}", response.text());
+    assert!(
+        response.text().contains("connection lost: timed out"),
+        "{}",
+        response.text()
+    );
+    let after_kill = elapsed.saturating_sub(killed.duration_since(post_sent));
+    eprintln!("POST: 502 {after_kill:?} after the kill");
+    assert!(after_kill < Duration::from_secs(8), "{after_kill:?}");
+}

@@ -7,6 +7,11 @@
 //! while it still reads (an echo, an early 413) never deadlocks against flow control. A
 //! WebSocket upgrade that the origin accepts turns the connection into raw bytes both ways.
 //!
+//! A tunnel connection that dies under its requests (a connector killed without closing)
+//! fails them once the QUIC idle timeout notices. A request harmless to repeat (an
+//! idempotent method, no body, no upgrade) that had not received a response byte yet is
+//! then sent again on another connection of the tunnel on this worker; any other gets a 502.
+//!
 //! Limits: a client has [`ClientLimits::idle_timeout`] to start a request and, once its
 //! first byte arrived, [`ClientLimits::header_timeout`] to complete the head (else 408).
 
@@ -28,7 +33,7 @@ use super::response::{self, Done, Exchange, Failure};
 use super::worker::{TunnelConn, Worker, WorkerMsg};
 use crate::http::{self, BodyDecoder, BodyFraming, HeadError, RequestHead, Version};
 use crate::metrics::Counter;
-use crate::quic::{RecvStream, SendStream};
+use crate::quic::{RecvStream, SendStream, StreamError};
 use crate::runtime::io::{body_chunk, read_more, write_all};
 use crate::tunnel::frame::{self, BodyLen, RequestLine, StreamKind};
 use crate::tunnel::splice::splice;
@@ -101,6 +106,8 @@ struct Request {
     keep_alive: bool,
     is_head: bool,
     upgrade: bool,
+    /// Sending the request twice is harmless ([`may_resend`]).
+    resendable: bool,
     /// When the head was complete: request latency counts from here.
     started: Instant,
 }
@@ -286,6 +293,7 @@ fn prepare(
         keep_alive: http::head::keep_alive(head.version, head.headers),
         is_head: head.method == "HEAD",
         upgrade,
+        resendable: may_resend(head.method, body, upgrade),
         started: Instant::now(),
     })
 }
@@ -337,22 +345,92 @@ enum Outcome {
     Failed(ProxyError),
 }
 
+/// Sends one request down the tunnel and relays its answer. A request that is harmless to
+/// repeat goes out again on another connection of the tunnel when its connection is lost
+/// before any response byte arrived (a replica killed or cut off); any other request then
+/// gets a 502, as a proxy that never retries non-idempotent requests would answer.
 async fn proxy_one<S: ClientStream>(
     worker: &Worker,
     request: &Request,
     rd: &mut ReadHalf<S>,
     wr: &mut WriteHalf<S>,
     buf: &mut BytesMut,
-    frame: Bytes,
+    mut frame: Bytes,
 ) -> Outcome {
-    let (mut send, mut recv) = match open_stream(worker, request).await {
-        Ok(stream) => stream,
-        Err(err) => return Outcome::Failed(err),
-    };
+    let mut conn = request.conn.clone();
+    let mut sends = 1;
+    loop {
+        let (used, send, recv) = match open_stream(worker, request.tunnel, conn).await {
+            Ok(opened) => opened,
+            Err(err) => return Outcome::Failed(err),
+        };
+        // A resendable request keeps its frame for another attempt: cloning `Bytes` only
+        // counts a reference.
+        let this_time = if request.resendable {
+            frame.clone()
+        } else {
+            std::mem::take(&mut frame)
+        };
+        let lost = match relay(worker, request, rd, wr, buf, this_time, (send, recv)).await {
+            Ok(outcome) => return outcome,
+            Err(lost) => lost,
+        };
+
+        let next = resend_after_loss(request.resendable, sends)
+            .then(|| worker.pick(request.tunnel, Some(used.id)))
+            .flatten();
+        let Some(next) = next else {
+            return Outcome::Failed(ProxyError::Tunnel(lost.to_string()));
+        };
+        tracing::debug!(
+            from = %used.id,
+            to = %next.id,
+            "no response before the tunnel connection ended ({lost}); sending the request again"
+        );
+        conn = next;
+        sends += 1;
+    }
+}
+
+/// How many tunnel connections, in all, a resendable request is sent on while the ones it
+/// went to are lost before answering.
+const SEND_ATTEMPTS: usize = 3;
+
+/// Whether a request is harmless to send twice: an idempotent method (RFC 9110, 9.2.2) and
+/// nothing after the head. A body may be partly sent and cannot be read from the client
+/// again; an upgrade hands the connection over to another protocol.
+fn may_resend(method: &str, body: BodyLen, upgrade: bool) -> bool {
+    let idempotent = matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    );
+    idempotent && body == BodyLen::Empty && !upgrade
+}
+
+/// Whether a request whose connection was lost before any response byte arrived, after
+/// `sends` attempts, goes out once more.
+fn resend_after_loss(resendable: bool, sends: usize) -> bool {
+    resendable && sends < SEND_ATTEMPTS
+}
+
+/// Sends the request frame (and body) on an opened stream and relays the response. `Err`
+/// when the stream's connection was lost before any response byte arrived, and so before
+/// anything was written to the client.
+async fn relay<S: ClientStream>(
+    worker: &Worker,
+    request: &Request,
+    rd: &mut ReadHalf<S>,
+    wr: &mut WriteHalf<S>,
+    buf: &mut BytesMut,
+    frame: Bytes,
+    (mut send, mut recv): (SendStream, RecvStream),
+) -> Result<Outcome, StreamError> {
     let opened = Instant::now();
     let _active = worker.metrics.active_streams.track();
-    if let Err(err) = send.write(frame).await {
-        return Outcome::Failed(ProxyError::Tunnel(err.to_string()));
+    match send.write(frame).await {
+        Ok(()) => {}
+        Err(err) if response::is_connection_loss(&err) => return Err(err),
+        Err(err) => return Ok(Outcome::Failed(ProxyError::Tunnel(err.to_string()))),
     }
     let head_sent = Cell::new(false);
     let has_body = matches!(request.framing, BodyFraming::Chunked)
@@ -375,14 +453,15 @@ async fn proxy_one<S: ClientStream>(
         return match response::download(wr, &mut recv, &exchange).await {
             Ok(Done::Switched(first)) => {
                 splice(rd, wr, buf, &mut send, &mut recv, first).await;
-                Outcome::Close
+                Ok(Outcome::Close)
             }
             Ok(Done::Complete(reusable)) => {
                 let _ = send.finish();
-                keep_or_close(reusable && request.keep_alive)
+                Ok(keep_or_close(reusable && request.keep_alive))
             }
-            Err(Failure::BeforeHead(err)) => Outcome::Failed(err),
-            Err(Failure::AfterHead) => Outcome::Close,
+            Err(Failure::Lost(err)) => Err(err),
+            Err(Failure::BeforeHead(err)) => Ok(Outcome::Failed(err)),
+            Err(Failure::AfterHead) => Ok(Outcome::Close),
         };
     }
 
@@ -398,17 +477,18 @@ async fn proxy_one<S: ClientStream>(
         upload_body(rd, buf, request.framing, &mut send, idle, counted).await
     };
     let download = response::download(wr, &mut recv, &exchange);
-    match race(upload, download, &head_sent).await {
+    Ok(match race(upload, download, &head_sent).await {
         Err(Upload::BadBody(why)) => Outcome::Failed(ProxyError::BadBody(why)),
         Err(Upload::Stalled) => Outcome::Failed(ProxyError::BodyTimeout),
         Err(_) => Outcome::Close,
+        Ok((_, Err(Failure::Lost(err)))) => return Err(err),
         Ok((_, Err(Failure::BeforeHead(err)))) => Outcome::Failed(err),
         Ok((_, Err(Failure::AfterHead))) => Outcome::Close,
         Ok((uploaded, Ok(Done::Complete(reusable)))) => {
             keep_or_close(reusable && uploaded == Some(Upload::Done) && request.keep_alive)
         }
         Ok((_, Ok(Done::Switched(_)))) => Outcome::Close,
-    }
+    })
 }
 
 fn keep_or_close(keep: bool) -> Outcome {
@@ -451,25 +531,27 @@ where
     .map(|downloaded| (uploaded.take(), downloaded))
 }
 
-/// Opens a stream on the request's connection, falling back to another of the tunnel's
-/// connections when opening fails (nothing of the request was sent yet, so it is safe).
+/// Opens a stream on `conn`, falling back to another of the tunnel's connections when
+/// opening fails (nothing of the request was sent yet, so it is safe). Returns the
+/// connection the stream is on.
 async fn open_stream(
     worker: &Worker,
-    request: &Request,
-) -> Result<(SendStream, RecvStream), ProxyError> {
-    let mut conn = request.conn.clone();
+    tunnel: Uuid,
+    first: Rc<TunnelConn>,
+) -> Result<(Rc<TunnelConn>, SendStream, RecvStream), ProxyError> {
+    let mut conn = first;
     let mut attempt = 1;
     loop {
         // Opening waits while the connector's stream limit is reached; past the bound, try
         // another connection rather than queueing forever.
         let opened = monoio::time::timeout(OPEN_TIMEOUT, conn.conn.open_bi()).await;
         let err = match opened {
-            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Ok((send, recv))) => return Ok((conn, send, recv)),
             Ok(Err(err)) => err.to_string(),
             Err(_) => format!("no stream became free within {OPEN_TIMEOUT:?}"),
         };
         tracing::debug!(connection = %conn.id, "cannot open stream: {err}");
-        match worker.pick(request.tunnel, Some(conn.id)) {
+        match worker.pick(tunnel, Some(conn.id)) {
             Some(other) if attempt < OPEN_ATTEMPTS => conn = other,
             _ => return Err(ProxyError::Tunnel(err)),
         }
@@ -579,5 +661,33 @@ fn handoff<S: ClientStream>(
     };
     if worker.inboxes[target].unbounded_send(msg).is_err() {
         tracing::debug!(%peer, target, "handoff target is gone");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_idempotent_requests_without_a_body_are_resent() {
+        for method in ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"] {
+            assert!(may_resend(method, BodyLen::Empty, false), "{method}");
+        }
+        for method in ["POST", "PATCH", "CONNECT", "get", "PROPFIND"] {
+            assert!(!may_resend(method, BodyLen::Empty, false), "{method}");
+        }
+        assert!(!may_resend("PUT", BodyLen::Known(5), false));
+        assert!(!may_resend("POST", BodyLen::Known(5), false));
+        assert!(!may_resend("DELETE", BodyLen::Unknown, false));
+        assert!(!may_resend("GET", BodyLen::Unknown, false));
+        assert!(!may_resend("GET", BodyLen::Empty, true));
+    }
+
+    #[test]
+    fn resending_is_bounded() {
+        assert!(resend_after_loss(true, 1));
+        assert!(resend_after_loss(true, 2));
+        assert!(!resend_after_loss(true, 3));
+        assert!(!resend_after_loss(false, 1));
     }
 }

@@ -39,6 +39,10 @@ pub struct Exchange<'a> {
 pub enum Failure {
     /// Nothing was written: the client can still get an error page.
     BeforeHead(ProxyError),
+    /// The tunnel connection ended before a single response byte arrived, so nothing was
+    /// written either. The connector may or may not have acted on the request: the proxy
+    /// may send it again elsewhere only when doing so twice is harmless.
+    Lost(StreamError),
     /// The response broke off after its head; the connection must close.
     AfterHead,
 }
@@ -68,7 +72,7 @@ pub async fn download<W: AsyncWriteRent>(
     recv: &mut RecvStream,
     exchange: &Exchange<'_>,
 ) -> Result<Done, Failure> {
-    let mut pending = Bytes::new();
+    let mut pending = first_chunk(recv).await?;
     loop {
         let (frame_bytes, rest) = read_frame(recv, pending).await.map_err(before_head)?;
         let response = match frame::decode(&frame_bytes) {
@@ -124,6 +128,22 @@ pub async fn download<W: AsyncWriteRent>(
 
         return final_response(wr, recv, exchange, &response, rest).await;
     }
+}
+
+/// The first bytes of the response, read apart from the rest so that a connection lost
+/// before any of them arrived can be told from one lost partway through the head.
+async fn first_chunk(recv: &mut RecvStream) -> Result<Bytes, Failure> {
+    match recv.read_chunk(STREAM_READ).await {
+        Ok(chunk) => Ok(chunk.unwrap_or_default()),
+        Err(err) if is_connection_loss(&err) => Err(Failure::Lost(err)),
+        Err(err) => Err(before_head(err.into())),
+    }
+}
+
+/// Whether a stream failed because its whole connection ended (the peer vanished, closed
+/// it, or this side closed it), rather than because of something about this stream.
+pub fn is_connection_loss(err: &StreamError) -> bool {
+    matches!(err, StreamError::ConnectionLost(_))
 }
 
 /// Why no response head arrived. The connector resets a stream with `RESET_ORIGIN` when the
@@ -285,6 +305,27 @@ fn itoa(mut n: u64, scratch: &mut [u8; 20]) -> &[u8] {
 
 #[cfg(test)]
 mod tests {
+    use crate::quic::StreamError;
+    use quinn_proto::{ConnectionError, VarInt};
+
+    #[test]
+    fn only_a_lost_connection_counts_as_lost() {
+        let lost = |reason| super::is_connection_loss(&StreamError::ConnectionLost(reason));
+        assert!(lost(ConnectionError::TimedOut));
+        assert!(lost(ConnectionError::Reset));
+        assert!(lost(ConnectionError::LocallyClosed));
+        assert!(lost(ConnectionError::ApplicationClosed(
+            quinn_proto::ApplicationClose {
+                error_code: VarInt::from_u32(3),
+                reason: bytes::Bytes::new(),
+            }
+        )));
+        assert!(!super::is_connection_loss(&StreamError::Reset(2)));
+        assert!(!super::is_connection_loss(&StreamError::Reset(0)));
+        assert!(!super::is_connection_loss(&StreamError::Stopped(0)));
+        assert!(!super::is_connection_loss(&StreamError::ClosedStream));
+    }
+
     #[test]
     fn itoa_formats_decimal() {
         assert_eq!(super::itoa(0, &mut [0; 20]), b"0");

@@ -121,6 +121,10 @@ impl Worker {
 
     /// A live connection of `tunnel` to open a stream on: the least loaded, ties broken in
     /// turn so equal connections share the work. `skip` excludes one that just failed.
+    ///
+    /// A lost connection stays in the table until its task removes it, but `is_closed`
+    /// holds from the moment it failed, before any request waiting on it wakes: a request
+    /// sent again after the loss never lands on the same connection.
     pub fn pick(&self, tunnel: Uuid, skip: Option<Uuid>) -> Option<Rc<TunnelConn>> {
         let tunnels = self.tunnels.borrow();
         let conns = tunnels.get(&tunnel)?;

@@ -14,8 +14,13 @@
 //!   that happens; the edge drops a client that accepts nothing for its idle timeout, which
 //!   bounds how long they can sit.
 //!
-//! Keep-alives every 2 s with a 10 s idle timeout notice a dead peer (a connector or edge
-//! that crashed without closing) within 10 s.
+//! The other trade-off is the idle timeout. A peer that crashed without closing (a connector
+//! killed with `kill -9`, a machine that lost power) is only noticed when nothing arrived
+//! from it for that long, and the requests the edge already sent on its connections wait
+//! for exactly that long before they are sent again elsewhere or fail. So it is short: 5 s.
+//! The price is that a live peer silent for 5 s also counts as gone and its connection is
+//! replaced. Keep-alives every second make that rare even on a lossy WAN path: five of them in
+//! a row, and every acknowledgement of them, would have to be lost.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,11 +42,13 @@ const SEND_WINDOW: u64 = 64 << 20;
 /// Bidirectional streams the peer may have open at once: one per in-flight request.
 const MAX_CONCURRENT_BIDI_STREAMS: u32 = 4096;
 
-/// Keep-alives keep NAT bindings on the connector's side open and detect dead paths early.
-const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(2);
+/// Keep-alives keep NAT bindings on the connector's side open and let a silent but live
+/// peer be told from a dead one: several fit in one idle timeout.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A connection with no traffic (keep-alives included) for this long is dead.
-const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection with no traffic (keep-alives included) for this long is dead. This bounds
+/// how long requests on a vanished peer's connections wait.
+const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The smallest MTU every IPv6 path carries; discovery climbs from there.
 const INITIAL_MTU: u16 = 1200;
@@ -107,7 +114,7 @@ pub fn client_config(ca_pem: &str) -> Result<quinn_proto::ClientConfig, rustls::
 
 /// An idle timeout from a duration; the constants used here are far below the varint bound.
 pub(super) fn idle_timeout(duration: Duration) -> IdleTimeout {
-    IdleTimeout::try_from(duration).unwrap_or(IdleTimeout::from(VarInt::from_u32(10_000)))
+    IdleTimeout::try_from(duration).unwrap_or(IdleTimeout::from(VarInt::from_u32(5_000)))
 }
 
 fn general(error: impl std::fmt::Display) -> rustls::Error {
@@ -134,10 +141,11 @@ mod tests {
     }
 
     #[test]
-    fn idle_timeout_of_ten_seconds() {
+    fn idle_timeout_of_five_seconds_with_keep_alives_every_second() {
         assert_eq!(
             idle_timeout(MAX_IDLE_TIMEOUT),
-            IdleTimeout::from(VarInt::from_u32(10_000))
+            IdleTimeout::from(VarInt::from_u32(5_000))
         );
+        assert_eq!(KEEP_ALIVE_INTERVAL, Duration::from_secs(1));
     }
 }

@@ -184,9 +184,11 @@ impl Edge {
             &tunnel_arg,
             "--listen-admin",
             &admin_arg,
-            "--workers",
-            "2",
         ];
+        // Two workers unless the caller chose.
+        if !extra.contains(&"--workers") {
+            args.extend_from_slice(&["--workers", "2"]);
+        }
         args.extend_from_slice(extra);
         let proc = Proc::spawn(&args, log, envs);
         let mut proc = proc;
