@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::registry::{OpError, Shared};
-use super::{api, dashboard, list, pki};
+use super::{api, dashboard, pki, query};
 
 const MAX_REQUEST: usize = 64 * 1024;
 const MAX_HEADERS: usize = 32;
@@ -302,7 +302,7 @@ fn endpoint(path: &str) -> Result<Endpoint, Response> {
     let rest = path.strip_prefix("/v1/").ok_or_else(not_found)?;
     let segments: Vec<&str> = rest.split('/').collect();
     let key = |key: &str| {
-        list::decode(key, false).map_err(|e| error(400, &format!("path segment {key:?}: {e}")))
+        query::decode(key, false).map_err(|e| error(400, &format!("path segment {key:?}: {e}")))
     };
     match segments.as_slice() {
         ["tunnels"] => Ok(Endpoint::Tunnels),
@@ -376,9 +376,9 @@ fn serve_endpoint(request: &Request, endpoint: Endpoint, context: &Context) -> R
 
 /// 400 unless `query` is empty (after decoding: `?&` is empty too).
 fn no_parameters(query: &str) -> Result<(), Response> {
-    let pairs = list::query_pairs(query).map_err(|e| error(400, &e.0))?;
+    let pairs = query::query_pairs(query).map_err(|e| error(400, &e.0))?;
     match pairs.first() {
-        Some((key, _)) => Err(error(400, &list::unknown_parameter(key).0)),
+        Some((key, _)) => Err(error(400, &query::unknown_parameter(key).0)),
         None => Ok(()),
     }
 }
@@ -397,12 +397,12 @@ fn delete_tunnel(request: &Request, key: &str, context: &Context) -> Response {
 
 /// `force`, `force=true` or `force=1` is true; `force=false`, `force=0` or no `force` is
 /// false; anything else is refused.
-fn force_parameter(query: &str) -> Result<bool, list::QueryError> {
+fn force_parameter(query: &str) -> Result<bool, query::QueryError> {
     let mut force = false;
-    for (key, value) in list::query_pairs(query)? {
+    for (key, value) in query::query_pairs(query)? {
         match key.as_str() {
-            "force" => force = list::flag(&key, &value)?,
-            _ => return Err(list::unknown_parameter(&key)),
+            "force" => force = query::flag(&key, &value)?,
+            _ => return Err(query::unknown_parameter(&key)),
         }
     }
     Ok(force)
@@ -420,7 +420,7 @@ fn create_tunnel(request: &Request, context: &Context) -> Response {
 }
 
 fn list_tunnels(request: &Request, context: &Context) -> Response {
-    let query = match list::parse_query(&request.query) {
+    let query = match query::parse_query(&request.query) {
         Ok(query) => query,
         Err(e) => return error(400, &e.0),
     };

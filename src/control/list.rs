@@ -1,6 +1,7 @@
-//! Tunnel status and the `GET /v1/tunnels` listing: query-string parsing, filters, sorting
-//! and paging, as pure functions of the stored records, a summary of the live connections
-//! and the time, so tests can craft every timestamp.
+//! Tunnel status and the `GET /v1/tunnels` listing: filters, sorting and paging of a parsed
+//! [`ListQuery`] (the query string itself is parsed in [`super::query`]), as pure functions
+//! of the stored records, a summary of the live connections and the time, so tests can craft
+//! every timestamp.
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
@@ -8,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 use super::api::{ListQuery, TunnelList, TunnelSummary};
+use super::query::{out_of_range, QueryError};
 use super::registry::rfc3339;
 use super::store::TunnelRecord;
 use super::timestamp::parse_rfc3339;
@@ -15,11 +17,6 @@ use super::timestamp::parse_rfc3339;
 /// Tunnels per page when the query does not say.
 pub const DEFAULT_PER_PAGE: u32 = 100;
 pub const MAX_PER_PAGE: u32 = 1000;
-
-/// A query the listing cannot answer; the admin API answers 400 with the message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct QueryError(pub String);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -125,111 +122,6 @@ pub fn uptime_ms(record: &TunnelRecord, status: Status, now: i64) -> i64 {
         (true, Some(since)) => now.saturating_sub(since).max(0),
         _ => 0,
     }
-}
-
-/// Parses a `GET /v1/tunnels` query string (percent-decoded, `+` as a space). Unknown or
-/// repeated parameters are refused; an empty value is the same as leaving the parameter
-/// out, except for the booleans, where it means true like a bare name does.
-pub fn parse_query(query: &str) -> Result<ListQuery, QueryError> {
-    let mut parsed = ListQuery::default();
-    for (key, value) in query_pairs(query)? {
-        let text = (!value.is_empty()).then(|| value.clone());
-        match key.as_str() {
-            "name" => parsed.name = text,
-            "name_prefix" => parsed.name_prefix = text,
-            "status" => parsed.status = text,
-            "created_after" => parsed.created_after = text,
-            "created_before" => parsed.created_before = text,
-            "min_uptime" => parsed.min_uptime = text,
-            "search" => parsed.search = text,
-            "sort_by" => parsed.sort_by = text,
-            "invert_sort" => parsed.invert_sort = flag(&key, &value)?,
-            "show_deleted" => parsed.show_deleted = flag(&key, &value)?,
-            "page" => parsed.page = text.map(|v| number(&key, &v, u32::MAX)).transpose()?,
-            "per_page" => {
-                parsed.per_page = text.map(|v| number(&key, &v, MAX_PER_PAGE)).transpose()?
-            }
-            _ => return Err(unknown_parameter(&key)),
-        }
-    }
-    Ok(parsed)
-}
-
-/// The percent-decoded `(name, value)` pairs of a query string, a bare name having an empty
-/// value; a name given twice is refused. Every admin endpoint reads its query through this.
-pub fn query_pairs(query: &str) -> Result<Vec<(String, String)>, QueryError> {
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let key =
-            decode(key, true).map_err(|e| QueryError(format!("query parameter name: {e}")))?;
-        let value = decode(value, true).map_err(|e| QueryError(format!("{key}: {e}")))?;
-        if pairs.iter().any(|(seen, _)| *seen == key) {
-            return Err(QueryError(format!("query parameter {key} is given twice")));
-        }
-        pairs.push((key, value));
-    }
-    Ok(pairs)
-}
-
-/// The error for a query parameter an endpoint does not know.
-pub fn unknown_parameter(key: &str) -> QueryError {
-    QueryError(format!("unknown query parameter {key:?}"))
-}
-
-/// A boolean query parameter: empty (a bare name), `true` or `1`; `false` or `0`.
-pub fn flag(key: &str, value: &str) -> Result<bool, QueryError> {
-    match value {
-        "" | "true" | "1" => Ok(true),
-        "false" | "0" => Ok(false),
-        other => Err(QueryError(format!(
-            "{key}: expected true, false, 1 or 0, not {other:?}"
-        ))),
-    }
-}
-
-/// A whole number from 1 to `max`; digits too many for a `u32` are out of range, not
-/// malformed.
-fn number(key: &str, value: &str, max: u32) -> Result<u32, QueryError> {
-    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(QueryError(format!(
-            "{key}: expected a whole number, not {value:?}"
-        )));
-    }
-    match value.parse::<u32>() {
-        Ok(number) if (1..=max).contains(&number) => Ok(number),
-        _ => Err(out_of_range(key, value, max)),
-    }
-}
-
-fn out_of_range(key: &str, value: &str, max: u32) -> QueryError {
-    QueryError(format!("{key}: {value} is out of range (1 to {max})"))
-}
-
-/// Percent-decodes one query component or path segment; `+` means a space only in a
-/// query (`plus_is_space`), as in HTML forms.
-pub fn decode(text: &str, plus_is_space: bool) -> Result<String, String> {
-    let mut bytes = Vec::with_capacity(text.len());
-    let mut rest = text.as_bytes();
-    while let Some((&byte, tail)) = rest.split_first() {
-        rest = tail;
-        match byte {
-            b'+' if plus_is_space => bytes.push(b' '),
-            b'%' => {
-                let (hex, tail) = rest
-                    .split_first_chunk::<2>()
-                    .ok_or("malformed percent escape")?;
-                let hex = std::str::from_utf8(hex)
-                    .ok()
-                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-                    .ok_or("malformed percent escape")?;
-                bytes.push(hex);
-                rest = tail;
-            }
-            other => bytes.push(other),
-        }
-    }
-    String::from_utf8(bytes).map_err(|_| "not UTF-8 once percent-decoded".to_owned())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -452,6 +344,7 @@ fn summary(row: &Row<'_>) -> TunnelSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::query::parse_query;
 
     const HOUR: i64 = 3_600_000;
     const DAY: i64 = 24 * HOUR;
@@ -821,37 +714,5 @@ mod tests {
         assert_eq!(error("name=%zz"), "name: malformed percent escape");
         assert_eq!(error("name=%e2%82"), "name: not UTF-8 once percent-decoded");
         assert_eq!(error("%"), "query parameter name: malformed percent escape");
-    }
-
-    #[test]
-    fn query_decoding() {
-        let parsed =
-            parse_query("name=a%20b&search=c+d&sort%5Fby=name&invert_sort&page=2").unwrap();
-        assert_eq!(
-            parsed,
-            ListQuery {
-                name: Some("a b".into()),
-                search: Some("c d".into()),
-                sort_by: Some("name".into()),
-                invert_sort: true,
-                page: Some(2),
-                ..ListQuery::default()
-            }
-        );
-        assert_eq!(parse_query("").unwrap(), ListQuery::default());
-        assert_eq!(
-            query_pairs("force&a=%2B+b").unwrap(),
-            [("force".into(), "".into()), ("a".into(), "+ b".into())]
-        );
-        assert_eq!(decode("app%31+x", false).unwrap(), "app1+x");
-        assert_eq!(
-            decode("%E0", false).unwrap_err(),
-            "not UTF-8 once percent-decoded"
-        );
-        assert_eq!(
-            decode("a%4", false).unwrap_err(),
-            "malformed percent escape"
-        );
-        assert_eq!(parse_query("&&").unwrap(), ListQuery::default());
     }
 }

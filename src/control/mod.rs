@@ -11,6 +11,7 @@ pub mod api;
 mod dashboard;
 mod list;
 mod pki;
+mod query;
 mod registry;
 pub mod snapshot;
 mod store;

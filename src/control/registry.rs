@@ -12,7 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
-use super::list::{self, LiveConnection, LiveSummary, QueryError, Status};
+use super::list::{self, LiveConnection, LiveSummary, Status};
+use super::query::QueryError;
 use super::store::{self, ConnectionRecord, Store, StoreError, TunnelKey, TunnelRecord};
 use super::{api, pki, validate, ControlMsg, Refusal, RegisterRequest, Registration, Snapshot};
 use crate::tunnel::credentials::SECRET_LEN;
@@ -909,7 +910,7 @@ mod tests {
         let now = BASE + 50 * hour;
 
         let names = |query: &str| -> Vec<String> {
-            let query = list::parse_query(query).unwrap();
+            let query = crate::control::query::parse_query(query).unwrap();
             let listed = state.list_tunnels_at(&query, now).unwrap();
             listed.tunnels.into_iter().map(|t| t.name).collect()
         };
