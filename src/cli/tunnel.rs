@@ -4,6 +4,7 @@
 //! else the client config file (`--client-config`, default `~/.adit/config.yml`, keys
 //! `admin` and `token`); the URL defaults to the edge's default admin address. An error
 //! from the API becomes this command's error, so `main` prints `error: <message>` and exits 1.
+//! The tables and pages printed without `--output json` are formatted in [`output`].
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,10 +17,13 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use self::output::{tunnel_table, write_info};
 use super::admin_client::AdminClient;
 use super::{AdminArgs, ListFilterArgs, OutputFormat, RouteCommand, TunnelCommand};
 use crate::control::api;
 use crate::tunnel::credentials::{Credentials, CredentialsError};
+
+mod output;
 
 const DEFAULT_ADMIN: &str = "http://127.0.0.1:7070";
 
@@ -380,49 +384,8 @@ fn list(
         }
         return Ok(());
     }
-    let rows = listed
-        .tunnels
-        .into_iter()
-        .map(|t| {
-            let uptime = match t.status.as_str() {
-                "active" | "degraded" => human_duration(t.uptime_seconds),
-                _ => "-".to_owned(),
-            };
-            vec![
-                t.id.to_string(),
-                t.name,
-                t.status,
-                t.connections.to_string(),
-                uptime,
-                t.created_at,
-            ]
-        })
-        .collect();
-    let headers = ["ID", "NAME", "STATUS", "CONNECTIONS", "UPTIME", "CREATED"];
-    write!(out, "{}", table(&headers, rows))?;
+    write!(out, "{}", tunnel_table(listed.tunnels))?;
     Ok(())
-}
-
-/// Seconds as the two largest units: `2h 5m`, `3d 4h`, `42s`.
-fn human_duration(seconds: u64) -> String {
-    let units = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")];
-    let mut parts = Vec::new();
-    let mut rest = seconds;
-    for (size, unit) in units {
-        let count = rest / size;
-        rest %= size;
-        if count > 0 || !parts.is_empty() {
-            parts.push(format!("{count}{unit}"));
-        }
-        if parts.len() == 2 {
-            break;
-        }
-    }
-    match parts.as_slice() {
-        [] => "0s".to_owned(),
-        [first, second] if second.starts_with('0') => first.clone(),
-        _ => parts.join(" "),
-    }
 }
 
 fn cleanup(
@@ -460,94 +423,7 @@ fn info(
     if output == OutputFormat::Json {
         return print_json(out, &value);
     }
-    let info: api::TunnelInfo = typed(&value)?;
-    writeln!(out, "NAME:     {}", info.name)?;
-    writeln!(out, "ID:       {}", info.id)?;
-    writeln!(out, "CREATED:  {}", info.created_at)?;
-    writeln!(out, "STATUS:   {}", info.status)?;
-    if let Some(deleted_at) = &info.deleted_at {
-        writeln!(out, "DELETED:  {deleted_at}")?;
-    }
-    let uptime = match (
-        info.status.as_str(),
-        &info.last_active_at,
-        &info.last_inactive_at,
-    ) {
-        ("active" | "degraded", Some(since), _) => {
-            format!(
-                "{} (active since {since})",
-                human_duration(info.uptime_seconds)
-            )
-        }
-        (_, _, Some(since)) => format!("- (inactive since {since})"),
-        _ => "- (never active)".to_owned(),
-    };
-    writeln!(out, "UPTIME:   {uptime}")?;
-    let routes = match info.routes.is_empty() {
-        true => "(none)".to_owned(),
-        false => info.routes.join(", "),
-    };
-    writeln!(out, "ROUTES:   {routes}")?;
-    writeln!(out)?;
-
-    if info.connections.is_empty() {
-        writeln!(out, "Tunnel {} has no live connections", info.name)?;
-    } else {
-        let rows = info.connections.into_iter().map(connection_row).collect();
-        let headers = [
-            "CONNECTOR ID",
-            "INDEX",
-            "OPENED AT",
-            "VERSION",
-            "ORIGIN ADDRESS",
-            "EDGE WORKER",
-        ];
-        write!(out, "{}", table(&headers, rows))?;
-    }
-    if info.history.is_empty() {
-        return Ok(());
-    }
-
-    writeln!(out)?;
-    writeln!(out, "Recently closed connections:")?;
-    let rows = info
-        .history
-        .into_iter()
-        .map(|c| {
-            let closed = c.closed_at.clone().unwrap_or_default();
-            let mut row = connection_row(c);
-            row.insert(3, closed);
-            row
-        })
-        .collect();
-    let headers = [
-        "CONNECTOR ID",
-        "INDEX",
-        "OPENED AT",
-        "CLOSED AT",
-        "VERSION",
-        "ORIGIN ADDRESS",
-        "EDGE WORKER",
-    ];
-    write!(out, "{}", table(&headers, rows))?;
-    Ok(())
-}
-
-/// A connection's cells under the `info` table's headers.
-fn connection_row(c: api::ConnectionInfo) -> Vec<String> {
-    let index = match c.draining {
-        true => format!("{} (draining)", c.conn_index),
-        false => c.conn_index.to_string(),
-    };
-    let version = format!("{} {}", c.version, c.platform);
-    vec![
-        c.connector_id.to_string(),
-        index,
-        c.opened_at,
-        version,
-        c.origin_addr,
-        c.edge_worker.to_string(),
-    ]
+    write_info(out, typed(&value)?)
 }
 
 fn delete(
@@ -566,28 +442,6 @@ fn delete(
     let deleted: api::Deleted = typed(&value)?;
     writeln!(out, "Deleted tunnel {tunnel} ({})", deleted.deleted)?;
     Ok(())
-}
-
-/// Columns padded to their widest cell, two spaces apart, no trailing spaces.
-fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-
-    let mut text = String::new();
-    let header_row: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
-    for row in std::iter::once(&header_row).chain(&rows) {
-        let mut line = String::new();
-        for (cell, width) in row.iter().zip(&widths) {
-            line.push_str(&format!("{cell:<width$}  "));
-        }
-        text.push_str(line.trim_end());
-        text.push('\n');
-    }
-    text
 }
 
 #[cfg(test)]
@@ -643,15 +497,7 @@ mod tests {
     }
 
     #[test]
-    fn tables_align() {
-        let rows = vec![
-            vec!["a".to_owned(), "long value".to_owned(), "1".to_owned()],
-            vec!["bbbb".to_owned(), "x".to_owned(), "22".to_owned()],
-        ];
-        assert_eq!(
-            table(&["ID", "NAME", "N"], rows),
-            "ID    NAME        N\na     long value  1\nbbbb  x           22\n"
-        );
+    fn path_segments_are_escaped() {
         assert_eq!(segment("web-1.x_y"), "web-1.x_y");
         assert_eq!(segment("a b/c"), "a%20b%2Fc");
     }
@@ -678,18 +524,6 @@ mod tests {
              &created_before=2026-02-01T00%3A00%3A00Z&min_uptime=600s&search=%C3%9C\
              &sort_by=connections&invert_sort=true&show_deleted=true"
         );
-    }
-
-    #[test]
-    fn durations_read_as_two_units() {
-        assert_eq!(human_duration(0), "0s");
-        assert_eq!(human_duration(42), "42s");
-        assert_eq!(human_duration(60), "1m");
-        assert_eq!(human_duration(61), "1m 1s");
-        assert_eq!(human_duration(2 * 3600 + 5 * 60 + 9), "2h 5m");
-        assert_eq!(human_duration(7200), "2h");
-        assert_eq!(human_duration(3 * 86_400 + 4 * 3600 + 59), "3d 4h");
-        assert_eq!(human_duration(86_400 + 30), "1d");
     }
 
     #[test]
