@@ -279,6 +279,29 @@ fn a_busy_explicit_address_is_an_error() {
         )),
         "{log}"
     );
+
+    // With a JSON log file the error lands there too, and still on standard error.
+    let logfile = dir.path().join("edge-json.log");
+    let mut json_args = args.to_vec();
+    json_args.extend([
+        "--logfile",
+        logfile.to_str().unwrap(),
+        "--log-format",
+        "json",
+    ]);
+    let mut edge = Proc::spawn(&json_args, dir.path().join("edge-json.stderr"), &[]);
+    let status = edge
+        .wait_exit(Duration::from_secs(20))
+        .expect("the edge exits");
+    assert_eq!(status.code(), Some(1));
+    let stderr = edge.log_text();
+    let prefix = format!("error: cannot bind the metrics server to {busy}: ");
+    assert!(stderr.starts_with(&prefix), "{stderr}");
+    let text = std::fs::read_to_string(&logfile).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "ERROR", "{text}");
+    let message = last["message"].as_str().unwrap();
+    assert_eq!(format!("error: {message}\n"), stderr, "{text}");
 }
 
 #[test]

@@ -15,11 +15,33 @@ use super::LogFormat;
 pub enum LogError {
     #[error("invalid --loglevel {level:?}: {message}")]
     Level { level: String, message: String },
-    #[error("cannot open log file {}: {source}", path.display())]
-    File {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    // The cause is part of the message and deliberately not a `source`, so that a report
+    // that prints the chain (`{:#}`) does not repeat it.
+    #[error("cannot open log file {}: {err}", path.display())]
+    File { path: PathBuf, err: std::io::Error },
+    #[error("cannot use {} as a log file: not a regular file", path.display())]
+    NotAFile { path: PathBuf },
+}
+
+/// The bare words `--loglevel` takes; anything else must look like a tracing directive.
+const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+
+/// Refuses a bare word that is not a level: `EnvFilter` would read `verbose` as a target
+/// name and silently filter out every other line.
+fn check_level(level: &str) -> Result<(), LogError> {
+    let directive = level.contains('=') || level.contains("::") || level.contains(',');
+    let known = LEVELS
+        .iter()
+        .any(|known| known.eq_ignore_ascii_case(level.trim()));
+    if directive || known {
+        return Ok(());
+    }
+    Err(LogError::Level {
+        level: level.to_owned(),
+        message: "expected error, warn, info, debug, trace, off or a tracing directive like \
+                  info,adit::connector=debug"
+            .to_owned(),
+    })
 }
 
 /// Where log lines go.
@@ -35,14 +57,25 @@ impl Target {
         let Some(path) = logfile else {
             return Ok(Target::Stderr);
         };
-        let file = OpenOptions::new()
+        let failed = |err| LogError::File {
+            path: path.to_owned(),
+            err,
+        };
+        if let Ok(meta) = std::fs::metadata(path) {
+            if !meta.is_file() {
+                return Err(LogError::NotAFile {
+                    path: path.to_owned(),
+                });
+            }
+        }
+        let mut file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|source| LogError::File {
-                path: path.to_owned(),
-                source,
-            })?;
+            .map_err(failed)?;
+        // An empty write fails where every later one would (a read-only /proc file opened
+        // by root, say), so the mistake shows at start-up rather than at each log line.
+        std::io::Write::write(&mut file, &[]).map_err(failed)?;
         Ok(Target::File(file))
     }
 
@@ -70,6 +103,7 @@ pub fn init_logging(
     logfile: Option<&Path>,
     format: LogFormat,
 ) -> Result<(), LogError> {
+    check_level(level)?;
     let filter = EnvFilter::try_new(level).map_err(|err| LogError::Level {
         level: level.to_owned(),
         message: err.to_string(),
@@ -136,6 +170,72 @@ mod tests {
             )
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_special_file_is_refused() {
+        let err = Target::open(Some(Path::new("/proc/version"))).unwrap_err();
+        // Root may open it for writing, and then the first write fails instead.
+        let message = err.to_string();
+        assert!(
+            message == "cannot open log file /proc/version: Input/output error (os error 5)"
+                || message == "cannot open log file /proc/version: Permission denied (os error 13)",
+            "{message}"
+        );
+        let err = Target::open(Some(Path::new("/proc"))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot use /proc as a log file: not a regular file"
+        );
+        let dir = scratch("dir");
+        let err = Target::open(Some(&dir)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot use {} as a log file: not a regular file",
+                dir.display()
+            )
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_cause_is_printed_once() {
+        let path = Path::new("/nonexistent-adit-dir/adit.log");
+        let err = anyhow::Error::from(Target::open(Some(path)).unwrap_err());
+        assert_eq!(
+            format!("{err:#}"),
+            "cannot open log file /nonexistent-adit-dir/adit.log: No such file or directory \
+             (os error 2)"
+        );
+    }
+
+    #[test]
+    fn levels_and_directives_are_accepted_and_other_bare_words_refused() {
+        for good in [
+            "info",
+            "WARN",
+            "Debug",
+            "off",
+            "trace",
+            "error",
+            "adit=debug",
+        ] {
+            assert!(check_level(good).is_ok(), "{good}");
+        }
+        for good in ["info,adit::connector=debug", "adit::connector", "warn,foo"] {
+            assert!(check_level(good).is_ok(), "{good}");
+        }
+        for bad in ["verbose", "", "informational"] {
+            let err = check_level(bad).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "invalid --loglevel {bad:?}: expected error, warn, info, debug, trace, off \
+                     or a tracing directive like info,adit::connector=debug"
+                )
+            );
+        }
     }
 
     #[test]

@@ -510,7 +510,18 @@ pub struct OriginArgs {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     signals::block()?;
     init_logging(&cli.loglevel, cli.logfile.as_deref(), cli.log_format)?;
-    match cli.command {
+    // A fatal error also goes to the log file (or the JSON stream) an operator watches;
+    // main prints it to standard error as well.
+    let logged = cli.logfile.is_some() || cli.log_format == LogFormat::Json;
+    let result = dispatch(cli.command);
+    if let (Err(err), true) = (&result, logged) {
+        tracing::error!("{err:#}");
+    }
+    result
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Edge(args) => roles::edge(args),
         Command::Quick(args) => quick::quick(args),
         Command::Origin(args) => roles::origin(args),
