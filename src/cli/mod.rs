@@ -456,7 +456,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub metrics: Option<SocketAddr>,
     /// On SIGTERM or SIGINT, let requests in flight finish for up to this long before
-    /// exiting; a second signal exits at once.
+    /// exiting; a second signal exits at once (one within 250 ms of the first counts as the
+    /// same signal).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub grace_period: std::time::Duration,
 }
