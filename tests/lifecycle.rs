@@ -201,26 +201,87 @@ fn the_grace_period_bounds_the_wait_and_the_request_in_flight_gets_an_answer() {
     );
 }
 
+/// The connector's `/ready` answer: status and body.
+fn ready(metrics: std::net::SocketAddr) -> (u16, String) {
+    let response = get(metrics, "metrics", "/ready");
+    (response.status, response.text())
+}
+
+/// The registered-connections gauge of a connector's scrape.
+fn registered_gauge(metrics: std::net::SocketAddr) -> String {
+    let text = get(metrics, "metrics", "/metrics").text();
+    let line = text
+        .lines()
+        .find(|line| line.starts_with("adit_connector_registered_connections "));
+    line.unwrap_or_default().to_owned()
+}
+
 #[test]
 fn a_second_signal_exits_at_once() {
     let (dir, edge, cred, origin) = edge_and_origin("second-signal");
-    let mut a = start_replica(dir.path(), &cred, origin, "a", &["--grace-period", "20s"]);
+    let metrics = free_tcp_addr();
+    let metrics_arg = metrics.to_string();
+    let extra = ["--grace-period", "20s", "--metrics", &metrics_arg];
+    let mut a = start_replica(dir.path(), &cred, origin, "a", &extra);
     wait_live(&edge, 2);
-    let _slow = get_in_background(edge.http, "/delay/30000");
+    let slow = get_in_background(edge.http, "/delay/30000");
     std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(ready(metrics).0, 200);
+    assert_eq!(
+        registered_gauge(metrics),
+        "adit_connector_registered_connections 2"
+    );
 
+    // During the drain the connections stay open but are no longer ready.
+    let first = Instant::now();
     a.terminate();
     eventually(Duration::from_secs(5), "the first signal's drain", || {
         a.log_text()
             .contains("unregistered 2 connections")
             .then_some(())
     });
+    let (status, body) = ready(metrics);
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.starts_with("{\"status\":503,\"readyConnections\":0,"),
+        "{body}"
+    );
+    assert_eq!(
+        registered_gauge(metrics),
+        "adit_connector_registered_connections 0"
+    );
+
+    // The second signal closes the connections: the edge answers the slow request now,
+    // not after its idle timeout. (One within 250 ms of the first would be taken for a
+    // repeat of it.)
+    std::thread::sleep(Duration::from_millis(400).saturating_sub(first.elapsed()));
     let (status, took) = terminate(&mut a, Duration::from_secs(5));
     assert_eq!(status.code(), Some(130));
     assert!(
         took < Duration::from_secs(1),
         "exited {took:?} after the second signal"
     );
+    let answer = slow
+        .recv_timeout(Duration::from_secs(1))
+        .expect("the slow request is answered within a second of the second signal")
+        .expect("a response");
+    assert_eq!(answer.status, 502, "{}", answer.text());
+}
+
+#[test]
+fn a_connector_that_never_registered_stops_at_once() {
+    let (dir, _edge, cred, origin) = edge_and_origin("never-registered");
+    // Nothing answers on this UDP port.
+    let nowhere = free_udp_addr().to_string();
+    let mut a = start_replica(dir.path(), &cred, origin, "a", &["--edge", &nowhere]);
+    eventually(Duration::from_secs(10), "a failed registration", || {
+        a.log_text()
+            .contains("cannot register with the edge")
+            .then_some(())
+    });
+    let (status, took) = terminate(&mut a, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0));
+    assert!(took < Duration::from_millis(400), "exited after {took:?}");
 }
 
 #[test]

@@ -89,6 +89,9 @@ fn wait_for_signal() -> anyhow::Result<i32> {
     Ok(rx.recv()?)
 }
 
+/// How long a second signal waits for the connectors' close frames to leave.
+const ABORT_BOUND: Duration = Duration::from_millis(300);
+
 /// Runs a started connector until a signal or a fatal error. The first signal drains it:
 /// unregister, let requests in flight finish for up to `grace`, close, exit 0; a second
 /// signal exits at once, with status 130.
@@ -104,7 +107,8 @@ pub fn run_connector(connector: connector::Connector, grace: Duration) -> anyhow
             let signal = signal.unwrap_or(0);
             tracing::info!(signal, "connector shutting down: unregistering");
             if connector.drain(grace, &signals) == DrainOutcome::Interrupted {
-                tracing::warn!("second signal: exiting at once");
+                tracing::warn!("second signal: closing the connections and exiting at once");
+                connector.abort(ABORT_BOUND);
                 return Ok(ExitCode::from(130));
             }
             tracing::info!("closing the connections to the edge");

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::serve::Local;
-use super::Connector;
+use super::{Connector, WorkerCmd, CLOSE_SHUTDOWN};
 use crate::quic::{Connection, SendStream};
 use crate::tunnel::frame;
 
@@ -44,6 +44,28 @@ pub struct LinkEntry {
     pub index: u8,
     pub conn: Connection,
     pub control: Option<SendStream>,
+}
+
+/// Adds a registered connection of this worker; it counts as registered (and ready, for
+/// `/ready`) until it is unregistered or gone.
+pub fn add_link(local: &Local, entry: LinkEntry) {
+    if entry.control.is_some() {
+        local.metrics.registered_connections.inc();
+    }
+    local.links.borrow_mut().push(entry);
+}
+
+/// Forgets connection `index` once it is gone, uncounting it unless the drain already did.
+pub fn remove_link(local: &Local, index: u8) {
+    local.links.borrow_mut().retain(|link| {
+        if link.index != index {
+            return true;
+        }
+        if link.control.is_some() {
+            local.metrics.registered_connections.dec();
+        }
+        false
+    });
 }
 
 /// Counts one stream as in flight for as long as it lives.
@@ -84,15 +106,23 @@ pub enum DrainOutcome {
     Interrupted,
 }
 
-/// One worker's drain, up to `deadline`.
+/// One worker's drain, up to `deadline`. Returns `true` when the main thread said stop (a
+/// second signal) before the drain was over.
 pub async fn drain(
     local: &Local,
     deadline: Instant,
     reports: &crossbeam_channel::Sender<DrainReport>,
-) {
+    inbox: &mut futures_channel::mpsc::UnboundedReceiver<WorkerCmd>,
+) -> bool {
     local.stopping.set(true);
     let connections = unregister_all(local).await;
-    let settled = Instant::now() + SETTLE;
+    // With nothing registered the edge has no stream on its way here: no need to settle.
+    let mut settled = Instant::now()
+        + if connections > 0 {
+            SETTLE
+        } else {
+            Duration::ZERO
+        };
     let _ = reports.send(DrainReport::Unregistered {
         connections,
         in_flight: local.in_flight.get(),
@@ -100,19 +130,33 @@ pub async fn drain(
 
     loop {
         // A link that was registering when the drain began shows up here.
-        unregister_all(local).await;
+        if unregister_all(local).await > 0 {
+            settled = Instant::now() + SETTLE;
+        }
+        if told_to_stop(inbox) {
+            return true;
+        }
         let now = Instant::now();
         if now >= settled && is_idle(local) {
             let _ = reports.send(DrainReport::Drained { in_flight: 0 });
-            return;
+            return false;
         }
         if now >= deadline {
             let in_flight = local.in_flight.get();
             let _ = reports.send(DrainReport::Drained { in_flight });
-            return;
+            return false;
         }
         monoio::time::sleep(TICK.min(deadline - now)).await;
     }
+}
+
+/// Whether a Stop came (or the connector is gone); looked at on each tick of a drain.
+fn told_to_stop(inbox: &mut futures_channel::mpsc::UnboundedReceiver<WorkerCmd>) -> bool {
+    use futures_channel::mpsc::TryRecvError;
+    matches!(
+        inbox.try_recv(),
+        Ok(WorkerCmd::Stop) | Err(TryRecvError::Closed)
+    )
 }
 
 /// Sends Unregister on every connection not yet told, and finishes its control stream.
@@ -124,6 +168,10 @@ async fn unregister_all(local: &Local) -> usize {
         .iter_mut()
         .filter_map(|link| Some((link.index, link.control.take()?)))
         .collect();
+    // An unregistered connection is not ready any more, whether or not the frame gets out.
+    for _ in &controls {
+        local.metrics.registered_connections.dec();
+    }
     let mut told = 0;
     for (index, mut control) in controls {
         let mut out = BytesMut::with_capacity(8);
@@ -208,6 +256,23 @@ impl Connector {
     }
 }
 
+impl Connector {
+    /// Closes every connection at once (a second signal) and waits at most `bound` for the
+    /// workers to send their CONNECTION_CLOSE frames, so the edge answers the requests in
+    /// flight now instead of after its idle timeout. Workers still busy then are left to
+    /// the process exit.
+    pub fn abort(self, bound: Duration) {
+        for command in &self.commands {
+            let _ = command.unbounded_send(WorkerCmd::Stop);
+        }
+        let until = Instant::now() + bound;
+        while Instant::now() < until && !self.threads.iter().all(|t| t.is_finished()) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        tracing::debug!(code = CLOSE_SHUTDOWN, "connections closed");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,5 +287,19 @@ mod tests {
         assert_eq!(count.get(), 1);
         drop(second);
         assert_eq!(count.get(), 0);
+    }
+
+    #[test]
+    fn a_stop_or_a_gone_connector_ends_a_drain() {
+        let (tx, mut rx) = futures_channel::mpsc::unbounded();
+        assert!(!told_to_stop(&mut rx));
+        let deadline = Instant::now();
+        tx.unbounded_send(WorkerCmd::Drain { deadline }).unwrap();
+        assert!(!told_to_stop(&mut rx));
+        tx.unbounded_send(WorkerCmd::Stop).unwrap();
+        assert!(told_to_stop(&mut rx));
+        assert!(!told_to_stop(&mut rx));
+        drop(tx);
+        assert!(told_to_stop(&mut rx));
     }
 }

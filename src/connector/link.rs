@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use uuid::Uuid;
 
-use super::drain::LinkEntry;
+use super::drain::{self, LinkEntry};
 use super::serve::{serve_connection, Local};
 use crate::quic::{Connection, Endpoint, QuicError, SendStream};
 use crate::tunnel::credentials::SECRET_LEN;
@@ -65,14 +65,17 @@ pub async fn run_link(
             Ok((conn, control)) => {
                 failures = 0;
                 // A drain that is under way unregisters this connection too.
-                local.links.borrow_mut().push(LinkEntry {
-                    index,
-                    conn: conn.clone(),
-                    control: Some(control),
-                });
+                drain::add_link(
+                    &local,
+                    LinkEntry {
+                        index,
+                        conn: conn.clone(),
+                        control: Some(control),
+                    },
+                );
                 let served = serve_connection(local.clone(), conn.clone());
                 let why = local.metrics.serving(index, &conn, served).await;
-                local.links.borrow_mut().retain(|link| link.index != index);
+                drain::remove_link(&local, index);
                 drop(conn);
                 if local.stopping.get() {
                     return;

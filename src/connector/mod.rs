@@ -44,6 +44,9 @@ pub use link::backoff;
 /// QUIC application close code a connector uses when it stops.
 pub const CLOSE_SHUTDOWN: u32 = 3;
 
+/// How long a worker without a registered connection lets its endpoint send close frames.
+const CLOSE_TURN: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// What a connector runs with.
 pub struct ConnectorConfig {
     pub credentials: Credentials,
@@ -181,8 +184,14 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
             follow_commands(&local, inbox, &reports).await;
             local.stopping.set(true);
             endpoint.close(CLOSE_SHUTDOWN, b"connector shutting down");
-            // The close frames must leave before the runtime goes away.
-            endpoint.stopped().await;
+            // The close frames must leave before the runtime goes away. With no connection
+            // registered (the edge unreachable, say) there is no one to wait for: the
+            // driver gets one short turn to send what it has, no more.
+            if local.links.borrow().is_empty() {
+                let _ = monoio::time::timeout(CLOSE_TURN, endpoint.stopped()).await;
+            } else {
+                endpoint.stopped().await;
+            }
         }
     })?;
     tracing::info!(%connector_id, %edge, connections = ha, workers, "connector started");
@@ -207,7 +216,11 @@ async fn follow_commands(
         let next =
             std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut inbox), cx));
         match next.await {
-            Some(WorkerCmd::Drain { deadline }) => drain::drain(local, deadline, reports).await,
+            Some(WorkerCmd::Drain { deadline }) => {
+                if drain::drain(local, deadline, reports, &mut inbox).await {
+                    return;
+                }
+            }
             Some(WorkerCmd::Stop) | None => return,
         }
     }

@@ -27,7 +27,9 @@ pub struct ConnectorMetrics {
     pub bytes_to_origin: Counter,
     /// Response body bytes read from origins into streams.
     pub bytes_from_origin: Counter,
-    /// Connections registered with the edge right now.
+    /// Connections registered with the edge right now; one that was unregistered (on
+    /// shutdown) no longer counts, though it stays open for the requests in flight. The
+    /// connector's links keep it (see `connector::drain`).
     pub registered_connections: Gauge,
     pub registrations_registered: Counter,
     pub registrations_refused: Counter,
@@ -40,8 +42,8 @@ pub struct ConnectorMetrics {
 }
 
 impl ConnectorMetrics {
-    /// Serves a registered connection: counts it (registration and live gauge) while
-    /// `work` runs and publishes its QUIC figures meanwhile.
+    /// Serves a registered connection: counts its registration and publishes its QUIC
+    /// figures while `work` runs.
     pub async fn serving<F: std::future::Future>(
         &self,
         index: u8,
@@ -49,7 +51,6 @@ impl ConnectorMetrics {
         work: F,
     ) -> F::Output {
         self.registrations_registered.inc();
-        let _counted = self.registered_connections.track();
         path::watch(&self.paths, index, conn, work).await
     }
 }
