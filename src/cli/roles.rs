@@ -74,7 +74,10 @@ fn edge_config(args: EdgeArgs) -> anyhow::Result<(EdgeConfig, Duration)> {
         pairs.map(|(cert, key)| CertFiles { cert, key }).collect()
     };
     let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
-    let grace = args.grace_period.or(file.grace_period).unwrap_or(DEFAULT_GRACE);
+    let grace = args
+        .grace_period
+        .or(file.grace_period)
+        .unwrap_or(DEFAULT_GRACE);
     let config = EdgeConfig {
         data_dir: args
             .data_dir

@@ -49,9 +49,9 @@ where
 {
     use serde::Deserialize;
     let text = String::deserialize(de)?;
-    humantime::parse_duration(&text)
-        .map(Some)
-        .map_err(|err| serde::de::Error::custom(format!("grace-period: invalid duration {text:?}: {err}")))
+    humantime::parse_duration(&text).map(Some).map_err(|err| {
+        serde::de::Error::custom(format!("grace-period: invalid duration {text:?}: {err}"))
+    })
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -220,9 +220,8 @@ mod tests {
                 assert_eq!(stop.waiters.borrow().len(), 0);
 
                 let waiting = stop.clone();
-                let task = monoio::spawn(async move {
-                    waiting.until(std::future::pending::<()>()).await
-                });
+                let task =
+                    monoio::spawn(async move { waiting.until(std::future::pending::<()>()).await });
                 monoio::time::sleep(Duration::from_millis(10)).await;
                 assert_eq!(stop.waiters.borrow().len(), 1);
                 stop.trigger();

@@ -216,7 +216,6 @@ async fn run_worker(
         }
     };
     monoio::spawn(tunnel::accept_loop(worker.clone(), endpoint.clone()));
-    monoio::spawn(worker::run_inbox(worker.clone(), endpoint, sockets.inbox));
 
     if let (Some(listener), Some(config)) = (sockets.https, tls_config) {
         let https_worker = worker.clone();
@@ -232,11 +231,19 @@ async fn run_worker(
         ));
     }
     let http_worker = worker.clone();
-    accept_clients(worker, sockets.http, "HTTP", move |stream, peer| {
-        let serve = proxy::serve_client(http_worker.clone(), stream, peer, BytesMut::new());
-        monoio::spawn(serve);
-    })
-    .await;
+    monoio::spawn(accept_clients(
+        worker.clone(),
+        sockets.http,
+        "HTTP",
+        move |stream, peer| {
+            let serve = proxy::serve_client(http_worker.clone(), stream, peer, BytesMut::new());
+            monoio::spawn(serve);
+        },
+    ));
+
+    // The worker lives as long as its inbox: the accept loops end when the edge stops
+    // accepting clients, while the requests in flight and the tunnels still need it.
+    worker::run_inbox(worker.clone(), endpoint, sockets.inbox).await;
 }
 
 /// Accepts public connections on one of this worker's listeners and hands each to `serve`.
