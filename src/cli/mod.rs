@@ -272,6 +272,10 @@ pub struct EdgeArgs {
     /// port when that one is taken].
     #[arg(long)]
     pub metrics: Option<SocketAddr>,
+    /// On SIGTERM or SIGINT, stop accepting clients and let requests in flight finish for
+    /// up to this long before exiting; a second signal exits at once [default: 30s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub grace_period: Option<std::time::Duration>,
 }
 
 /// Where the control commands find the admin API.

@@ -16,24 +16,46 @@ use crate::metrics::{self, server};
 use crate::runtime;
 use crate::tunnel::credentials::Credentials;
 
+/// Runs the edge until a signal. The first drains it: close the public listeners, let the
+/// requests in flight finish for up to the grace period, close the tunnel connections and
+/// the control plane, exit 0. A second signal exits at once, with status 130.
 pub fn edge(args: EdgeArgs) -> anyhow::Result<ExitCode> {
     let metrics = server::bind(args.metrics, &[SocketAddr::from(([127, 0, 0, 1], 7071))])?;
-    let edge = edge::start(edge_config(args)?)?;
+    let (config, grace) = edge_config(args)?;
+    let edge = edge::start(config)?;
     let sets = edge.metrics.clone();
     let health: server::Handler = Box::new(|| server::Reply::text(200, "OK"));
     let routes = vec![("/healthcheck", health)];
     let _metrics = server::start(metrics, move || metrics::edge::render(&sets), routes)
         .context("cannot start the metrics server")?;
-    let signal = wait_for_signal()?;
-    tracing::info!(signal, "edge shutting down");
+
+    let (tx, signals) = crossbeam_channel::bounded(4);
+    super::signals::spawn_waiter(tx)?;
+    let signal = signals.recv()?;
+    tracing::debug!(signal, "signal received");
+    let outcome = edge.drain(grace, std::time::Instant::now(), &signals);
+
     edge.shutdown();
     // Give the workers a moment to send their close frames.
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    std::thread::sleep(CLOSE_FRAMES);
+    if outcome == edge::drain::DrainOutcome::Interrupted {
+        tracing::warn!("second signal: exiting at once");
+        return Ok(ExitCode::from(130));
+    }
+    edge.control.shutdown();
+    tracing::info!("edge stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// The edge's settings: flags first, then the config file, then the defaults.
-fn edge_config(args: EdgeArgs) -> anyhow::Result<EdgeConfig> {
+/// How long the edge waits after closing its tunnel connections, for the close frames to go.
+const CLOSE_FRAMES: Duration = Duration::from_millis(200);
+
+/// How long a stopping edge waits for requests in flight unless told otherwise.
+const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+/// The edge's settings, and its grace period: flags first, then the config file, then the
+/// defaults.
+fn edge_config(args: EdgeArgs) -> anyhow::Result<(EdgeConfig, Duration)> {
     let file = match &args.config {
         Some(path) => EdgeFile::load(path)?,
         None => EdgeFile::default(),
@@ -52,7 +74,11 @@ fn edge_config(args: EdgeArgs) -> anyhow::Result<EdgeConfig> {
         pairs.map(|(cert, key)| CertFiles { cert, key }).collect()
     };
     let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
-    Ok(EdgeConfig {
+    let grace = args
+        .grace_period
+        .or(file.grace_period)
+        .unwrap_or(DEFAULT_GRACE);
+    let config = EdgeConfig {
         data_dir: args
             .data_dir
             .or(file.data_dir)
@@ -79,7 +105,8 @@ fn edge_config(args: EdgeArgs) -> anyhow::Result<EdgeConfig> {
             idle_timeout: args.idle_timeout,
             header_timeout: args.header_timeout,
         },
-    })
+    };
+    Ok((config, grace))
 }
 
 /// Blocks until SIGINT or SIGTERM.
@@ -224,12 +251,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("adit-edge-cfg-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("edge.yml");
-        let text = "listen-http: 127.0.0.1:80\nlisten-https: 127.0.0.1:443\nworkers: 3\n\
+        let text = "listen-http: 127.0.0.1:80\nlisten-https: 127.0.0.1:443\nworkers: 3\ngrace-period: 5s\n\
                     tls:\n  - cert: a.pem\n    key: a.key\n";
         std::fs::write(&path, text).unwrap();
         let config_arg = path.to_str().unwrap();
 
-        let config = edge_config(edge_args(&[
+        let (config, grace) = edge_config(edge_args(&[
             "--config",
             config_arg,
             "--listen-http",
@@ -238,6 +265,7 @@ mod tests {
             "state",
         ]))
         .unwrap();
+        assert_eq!(grace, Duration::from_secs(5));
         assert_eq!(config.listen_http, "127.0.0.1:81".parse().unwrap());
         assert_eq!(config.listen_https, "127.0.0.1:443".parse().unwrap());
         assert_eq!(config.listen_tunnel, "127.0.0.1:7844".parse().unwrap());
@@ -251,9 +279,11 @@ mod tests {
         );
 
         // Certificates on the command line replace the file's.
-        let config = edge_config(edge_args(&[
+        let (config, grace) = edge_config(edge_args(&[
             "--config",
             config_arg,
+            "--grace-period",
+            "1s",
             "--tls-cert",
             "b.pem",
             "--tls-key",
@@ -264,10 +294,15 @@ mod tests {
             "c.key",
         ]))
         .unwrap();
+        assert_eq!(grace, Duration::from_secs(1));
         assert_eq!(
             config.tls,
             vec![files("b.pem", "b.key"), files("c.pem", "c.key")]
         );
+
+        // Without a file, the default.
+        let (_, grace) = edge_config(edge_args(&[])).unwrap();
+        assert_eq!(grace, Duration::from_secs(30));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -7,6 +7,7 @@
 //! listen-admin: 127.0.0.1:7070
 //! data-dir: /var/lib/adit
 //! workers: 4
+//! grace-period: 30s               # how long a stop waits for requests in flight
 //! tls:
 //!   - cert: example.com.pem       # certificate chain, leaf first
 //!     key: example.com.key
@@ -34,8 +35,23 @@ pub struct EdgeFile {
     pub listen_admin: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub workers: Option<usize>,
+    #[serde(default, deserialize_with = "grace_period")]
+    pub grace_period: Option<std::time::Duration>,
     #[serde(default)]
     pub tls: Vec<CertFiles>,
+}
+
+/// The grace period, written the way the flag takes it (`30s`, `1m 30s`). Serde puts no
+/// location on an error made here, so the message names the key.
+fn grace_period<'de, D>(de: D) -> Result<Option<std::time::Duration>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize;
+    let text = String::deserialize(de)?;
+    humantime::parse_duration(&text).map(Some).map_err(|err| {
+        serde::de::Error::custom(format!("grace-period: invalid duration {text:?}: {err}"))
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +116,7 @@ mod tests {
     fn every_key_parses_and_paths_resolve_against_the_file() {
         let text = "listen-http: 127.0.0.1:80\nlisten-https: 127.0.0.1:443\n\
                     listen-tunnel: 127.0.0.1:7844\nlisten-admin: 127.0.0.1:7070\n\
-                    data-dir: state\nworkers: 3\n\
+                    data-dir: state\nworkers: 3\ngrace-period: 1m 30s\n\
                     tls:\n  - cert: a.pem\n    key: /keys/a.key\n";
         let file = EdgeFile::parse(text, Path::new("/etc/adit/edge.yml")).unwrap();
         assert_eq!(
@@ -112,11 +128,24 @@ mod tests {
                 listen_admin: Some("127.0.0.1:7070".parse().unwrap()),
                 data_dir: Some(PathBuf::from("/etc/adit/state")),
                 workers: Some(3),
+                grace_period: Some(std::time::Duration::from_secs(90)),
                 tls: vec![CertFiles {
                     cert: PathBuf::from("/etc/adit/a.pem"),
                     key: PathBuf::from("/keys/a.key"),
                 }],
             }
+        );
+    }
+
+    #[test]
+    fn a_bad_grace_period_is_refused_with_its_text() {
+        let err = EdgeFile::parse("grace-period: soon\n", Path::new("edge.yml"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "edge config file edge.yml: grace-period: invalid duration \"soon\": expected number \
+             at 0"
         );
     }
 
@@ -135,7 +164,7 @@ mod tests {
             err,
             "edge config file edge.yml: unknown field `listen-htp`, expected one of \
              `listen-http`, `listen-https`, `listen-tunnel`, `listen-admin`, `data-dir`, \
-             `workers`, `tls`"
+             `workers`, `grace-period`, `tls`"
         );
 
         let text = "tls:\n  - cert: a.pem\n    key: a.key\n    chain: b.pem\n";

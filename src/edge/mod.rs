@@ -14,6 +14,7 @@
 //! spreads them and the handoff covers requests that land elsewhere.
 
 pub mod config;
+pub mod drain;
 pub mod error;
 pub mod proxy;
 pub mod response;
@@ -65,11 +66,13 @@ pub struct Edge {
     /// Each worker's metrics, by worker index, for the metrics server to sum.
     pub metrics: Vec<Arc<EdgeMetrics>>,
     inboxes: Vec<futures_channel::mpsc::UnboundedSender<WorkerMsg>>,
+    /// Each worker's client connections, by worker index, for [`Edge::drain`].
+    clients: Vec<Arc<drain::ClientCounts>>,
 }
 
 impl Edge {
     /// Closes every tunnel connection so connectors learn at once that this edge is going
-    /// (they reconnect with backoff); public listeners stay up until the process exits.
+    /// (they reconnect with backoff). [`Edge::drain`] first lets client requests finish.
     pub fn shutdown(&self) {
         for inbox in &self.inboxes {
             let _ = inbox.unbounded_send(WorkerMsg::Shutdown);
@@ -149,6 +152,8 @@ pub fn start(config: EdgeConfig) -> anyhow::Result<Edge> {
     let worker_inboxes = inboxes.clone();
     let metrics: Vec<Arc<EdgeMetrics>> = (0..workers).map(|_| Arc::default()).collect();
     let worker_metrics = metrics.clone();
+    let clients: Vec<Arc<drain::ClientCounts>> = (0..workers).map(|_| Arc::default()).collect();
+    let worker_clients = clients.clone();
     let threads = runtime::spawn_workers("edge", items, move |index, sockets: WorkerSockets| {
         let worker = Rc::new(Worker::new(
             index,
@@ -156,6 +161,7 @@ pub fn start(config: EdgeConfig) -> anyhow::Result<Edge> {
             sender.clone(),
             inboxes.clone(),
             worker_metrics[index].clone(),
+            worker_clients[index].clone(),
         ));
         let server_config = server_config.clone();
         let reset_key = reset_key.clone();
@@ -187,6 +193,7 @@ pub fn start(config: EdgeConfig) -> anyhow::Result<Edge> {
         threads,
         metrics,
         inboxes: worker_inboxes,
+        clients,
     })
 }
 
@@ -209,7 +216,6 @@ async fn run_worker(
         }
     };
     monoio::spawn(tunnel::accept_loop(worker.clone(), endpoint.clone()));
-    monoio::spawn(worker::run_inbox(worker.clone(), endpoint, sockets.inbox));
 
     if let (Some(listener), Some(config)) = (sockets.https, tls_config) {
         let https_worker = worker.clone();
@@ -225,11 +231,19 @@ async fn run_worker(
         ));
     }
     let http_worker = worker.clone();
-    accept_clients(worker, sockets.http, "HTTP", move |stream, peer| {
-        let serve = proxy::serve_client(http_worker.clone(), stream, peer, BytesMut::new());
-        monoio::spawn(serve);
-    })
-    .await;
+    monoio::spawn(accept_clients(
+        worker.clone(),
+        sockets.http,
+        "HTTP",
+        move |stream, peer| {
+            let serve = proxy::serve_client(http_worker.clone(), stream, peer, BytesMut::new());
+            monoio::spawn(serve);
+        },
+    ));
+
+    // The worker lives as long as its inbox: the accept loops end when the edge stops
+    // accepting clients, while the requests in flight and the tunnels still need it.
+    worker::run_inbox(worker.clone(), endpoint, sockets.inbox).await;
 }
 
 /// Accepts public connections on one of this worker's listeners and hands each to `serve`.
@@ -249,8 +263,10 @@ async fn accept_clients(
             return;
         }
     };
-    loop {
-        match listener.accept().await {
+    // Stopping returns from here and drops the listener: the kernel then refuses new
+    // connections once every worker's listener of the group is closed.
+    while let Some(accepted) = worker.stop.until(listener.accept()).await {
+        match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 serve(stream, peer);
@@ -262,4 +278,5 @@ async fn accept_clients(
             }
         }
     }
+    tracing::debug!(worker = worker.index, "{what} listener closed");
 }

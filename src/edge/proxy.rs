@@ -126,6 +126,7 @@ pub async fn serve_client<S: ClientStream>(
     peer: SocketAddr,
     buf: BytesMut,
 ) {
+    let _open = worker.clients.open();
     let (mut rd, mut wr) = stream.into_split();
     let mut buf = buf;
     let client_addr = peer.ip().to_string();
@@ -158,6 +159,8 @@ pub async fn serve_client<S: ClientStream>(
 
         let frame = frame.split().freeze();
         match proxy_one(&worker, &request, &mut rd, &mut wr, &mut buf, frame).await {
+            // The edge is stopping: the response said `Connection: close`.
+            Outcome::KeepAlive if worker.stop.is_set() => return close(&mut wr).await,
             Outcome::KeepAlive => may_handoff = true,
             Outcome::Close => return close(&mut wr).await,
             Outcome::Failed(err) => {
@@ -168,7 +171,8 @@ pub async fn serve_client<S: ClientStream>(
 }
 
 /// Reads until a whole request head is buffered and prepares it. `None` when the client
-/// closed, the socket failed, or the connection idled out between requests.
+/// closed, the socket failed, the connection idled out between requests, or the edge is
+/// stopping and no request had begun.
 async fn next_request<S: ClientStream>(
     worker: &Worker,
     rd: &mut ReadHalf<S>,
@@ -202,7 +206,14 @@ async fn next_request<S: ClientStream>(
             None => limits.idle_timeout,
             Some(at) => limits.header_timeout.saturating_sub(at.elapsed()),
         };
-        let read = monoio::time::timeout(limit, read_more(rd, std::mem::take(buf))).await;
+        let read = monoio::time::timeout(limit, read_more(rd, std::mem::take(buf)));
+        let read = if started.is_none() {
+            // Waiting between requests: a stopping edge closes the connection at once.
+            let _idle = worker.clients.idle();
+            worker.stop.until(read).await?
+        } else {
+            read.await
+        };
         let Ok((result, filled)) = read else {
             // A request that started but did not finish in time is told so; an idle
             // connection is just closed.
@@ -442,6 +453,7 @@ async fn relay<S: ClientStream>(
         upgrade: request.upgrade,
         head_sent: &head_sent,
         write_timeout: worker.limits.idle_timeout,
+        stop: &worker.stop,
         metrics: &worker.metrics,
         started: request.started,
         opened,

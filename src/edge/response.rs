@@ -28,6 +28,8 @@ pub struct Exchange<'a> {
     /// A client that accepts no bytes for this long is dropped: its stream would otherwise
     /// pin a stream window of the tunnel connection indefinitely.
     pub write_timeout: std::time::Duration,
+    /// Set when the edge is stopping: the response then closes the connection.
+    pub stop: &'a super::drain::Stop,
     /// The worker's metrics: the response's status and latencies, and its body bytes.
     pub metrics: &'a EdgeMetrics,
     /// When the request head was complete.
@@ -182,7 +184,8 @@ async fn final_response<W: AsyncWriteRent>(
     };
     // A response may start before the request body has all arrived (an echo, an early 413);
     // if the body is still unfinished when the response ends, the proxy closes then.
-    let keep_alive = exchange.keep_alive && framing != ClientFraming::Close;
+    let keep_alive =
+        exchange.keep_alive && !exchange.stop.is_set() && framing != ClientFraming::Close;
 
     let mut head = BytesMut::with_capacity(512);
     head.put_slice(b"HTTP/1.1 ");

@@ -11,6 +11,7 @@ use bytes::BytesMut;
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use uuid::Uuid;
 
+use super::drain::{ClientCounts, Stop};
 use crate::control::{ControlMsg, Snapshot};
 use crate::metrics::edge::EdgeMetrics;
 use crate::quic::Connection;
@@ -26,6 +27,8 @@ pub enum WorkerMsg {
         peer: SocketAddr,
         buffered: BytesMut,
     },
+    /// Stop accepting clients and close idle client connections ([`super::drain`]).
+    Stop,
     /// Close every tunnel connection of this worker: the edge is stopping.
     Shutdown,
 }
@@ -49,6 +52,10 @@ pub struct Worker {
     turn: Cell<usize>,
     /// This worker's metrics; it is their only writer.
     pub metrics: Arc<EdgeMetrics>,
+    /// Set when the edge stops accepting clients.
+    pub stop: Stop,
+    /// This worker's client connections, read by the main thread while draining.
+    pub clients: Arc<ClientCounts>,
 }
 
 impl Worker {
@@ -58,6 +65,7 @@ impl Worker {
         control: crossbeam_channel::Sender<ControlMsg>,
         inboxes: Vec<UnboundedSender<WorkerMsg>>,
         metrics: Arc<EdgeMetrics>,
+        clients: Arc<ClientCounts>,
     ) -> Worker {
         Worker {
             index,
@@ -68,6 +76,8 @@ impl Worker {
             inboxes,
             turn: Cell::new(0),
             metrics,
+            stop: Stop::default(),
+            clients,
         }
     }
 
@@ -156,6 +166,7 @@ pub async fn run_inbox(
                 peer,
                 buffered,
             }) => adopt(&worker, stream, peer, buffered),
+            Some(WorkerMsg::Stop) => worker.stop.trigger(),
             Some(WorkerMsg::Shutdown) => {
                 endpoint.close(super::tunnel::CLOSE_SHUTDOWN, b"edge shutting down");
             }
