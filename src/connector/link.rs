@@ -96,24 +96,8 @@ pub async fn run_link(
                     continue;
                 }
                 redials = 0;
-                tracing::info!(
-                    index,
-                    connection = %registration.connection_id,
-                    edge_worker = registration.edge_worker,
-                    edge = %settings.edge,
-                    "connection registered"
-                );
-                let conn = registration.conn;
-                // A drain that is under way unregisters this connection too.
-                local.links.borrow_mut().push(LinkEntry {
-                    index,
-                    conn: conn.clone(),
-                    control: Some(registration.control),
-                });
-                let served = serve_connection(local.clone(), conn.clone());
-                let why = local.metrics.serving(index, &conn, served).await;
-                local.links.borrow_mut().retain(|link| link.index != index);
-                drop((conn, placed));
+                let why = serve(&local, &settings, index, registration).await;
+                drop(placed);
                 if local.stopping.get() {
                     return;
                 }
@@ -147,6 +131,33 @@ pub async fn run_link(
         );
         monoio::time::sleep(delay).await;
     }
+}
+
+/// Serves a connection that stays where it registered until it ends; returns why it ended.
+async fn serve(
+    local: &Rc<Local>,
+    settings: &LinkSettings,
+    index: u8,
+    registration: Registration,
+) -> QuicError {
+    tracing::info!(
+        index,
+        connection = %registration.connection_id,
+        edge_worker = registration.edge_worker,
+        edge = %settings.edge,
+        "connection registered"
+    );
+    let conn = registration.conn;
+    // A drain that is under way unregisters this connection too.
+    local.links.borrow_mut().push(LinkEntry {
+        index,
+        conn: conn.clone(),
+        control: Some(registration.control),
+    });
+    let served = serve_connection(local.clone(), conn.clone());
+    let why = local.metrics.serving(index, &conn, served).await;
+    local.links.borrow_mut().retain(|link| link.index != index);
+    why
 }
 
 /// Closes a connection that registered on an edge worker already holding another of this
