@@ -55,10 +55,16 @@
 //!   its own `BytesMut`; filled bytes are split off as `Bytes` and moved (not copied) into
 //!   QUIC stream writes and socket writes, and `BytesMut::reserve` takes the allocation back
 //!   once they are all dropped, so a steady connection reuses one buffer.
-//! - Edge workers do not listen on UDP ports of their own, so a connector cannot place its
-//!   connections on chosen workers; the kernel's `SO_REUSEPORT` hash spreads them, and a
-//!   request that lands on a worker without a connection of its tunnel has its socket handed
-//!   to one that has ([`edge::worker::WorkerMsg::Handoff`]).
+//! - Edge workers do not listen on UDP ports of their own, so a connector cannot address a
+//!   chosen worker; the kernel's `SO_REUSEPORT` hash of each connection's addresses picks
+//!   one. Each connection of a connector therefore dials from a UDP socket of its own, the
+//!   edge says in `Registered` which worker took it and how many there are, and a connection
+//!   that lands on a worker already holding another of the connector's connections while
+//!   some worker holds none is closed before it serves anything and dialed again at once from
+//!   a new source port (at most four times in a row; see `connector/balance.rs`). With at
+//!   least as many connections as edge workers, every worker then has one. A request that
+//!   lands on a worker without a connection of its tunnel (fewer connections than workers)
+//!   has its socket handed to one that has ([`edge::worker::WorkerMsg::Handoff`]).
 //! - TCP services travel as WebSocket streams: `adit access tcp` opens a WebSocket to the
 //!   edge's HTTP listener, the edge forwards it like any upgrade, and the WebSocket framing
 //!   runs end to end between the access client and the connector. No stream uses

@@ -145,6 +145,7 @@ fn same_fields(first: &Frame<'_>, second: &Frame<'_>) {
         (Frame::Registered(a), Frame::Registered(b)) => {
             assert_eq!(a.connection_id, b.connection_id);
             assert_eq!(a.edge_worker, b.edge_worker);
+            assert_eq!(a.edge_workers, b.edge_workers);
             assert_eq!(cut(a.edge_version), b.edge_version);
         }
         (Frame::Refused(a), Frame::Refused(b)) => {

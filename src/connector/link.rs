@@ -1,5 +1,7 @@
 //! One of the connector's connections to the edge: dial, register on a control stream,
-//! serve streams, and dial again with jittered exponential backoff when it drops.
+//! serve streams, and dial again with jittered exponential backoff when it drops. A
+//! connection that registers on a crowded edge worker is dialed again at once from a new
+//! source port (see `balance.rs`).
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -8,6 +10,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use uuid::Uuid;
 
+use super::balance::{self, LinkEndpoints, Placement, CLOSE_REBALANCE};
 use super::drain::{self, LinkEntry};
 use super::serve::{serve_connection, Local};
 use crate::quic::{Connection, Endpoint, QuicError, SendStream};
@@ -34,6 +37,18 @@ pub struct LinkSettings {
     pub platform: String,
     /// How many connections this connector keeps open.
     pub ha_connections: u8,
+    /// Where the connector's registered connections sit, shared by its worker threads.
+    pub placement: std::sync::Arc<Placement>,
+}
+
+/// A connection the edge accepted, as [`connect`] returns it.
+struct Registration {
+    conn: Connection,
+    /// The control stream's send half, which must live as long as the connection.
+    control: SendStream,
+    connection_id: Uuid,
+    edge_worker: u16,
+    edge_workers: u16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,29 +69,35 @@ enum LinkError {
 /// retrying cannot fix (unknown tunnel, wrong secret) goes to `fatal` and ends the link.
 pub async fn run_link(
     local: Rc<Local>,
-    endpoint: Endpoint,
+    endpoints: Rc<LinkEndpoints>,
     settings: Rc<LinkSettings>,
     index: u8,
     fatal: crossbeam_channel::Sender<String>,
 ) {
     let mut failures = 0u32;
+    let mut redials = 0u32;
     while !local.stopping.get() {
+        let Some(endpoint) = endpoints.get(index) else {
+            return;
+        };
         match connect(&endpoint, &settings, index).await {
-            Ok((conn, control)) => {
+            Ok(registration) => {
                 failures = 0;
-                // A drain that is under way unregisters this connection too.
-                drain::add_link(
-                    &local,
-                    LinkEntry {
-                        index,
-                        conn: conn.clone(),
-                        control: Some(control),
-                    },
-                );
-                let served = serve_connection(local.clone(), conn.clone());
-                let why = local.metrics.serving(index, &conn, served).await;
-                drain::remove_link(&local, index);
-                drop(conn);
+                let placed = settings.placement.enter(registration.edge_worker);
+                if rebalance(
+                    &endpoints,
+                    &settings,
+                    index,
+                    &registration,
+                    &placed,
+                    redials,
+                ) {
+                    redials += 1;
+                    continue;
+                }
+                redials = 0;
+                let why = serve(&local, &settings, index, registration).await;
+                drop(placed);
                 if local.stopping.get() {
                     return;
                 }
@@ -112,13 +133,79 @@ pub async fn run_link(
     }
 }
 
-/// Dials the edge and registers. Returns the connection and the control stream's send half,
-/// which must live as long as the connection.
+/// Serves a connection that stays where it registered until it ends; returns why it ended.
+async fn serve(
+    local: &Rc<Local>,
+    settings: &LinkSettings,
+    index: u8,
+    registration: Registration,
+) -> QuicError {
+    tracing::info!(
+        index,
+        connection = %registration.connection_id,
+        edge_worker = registration.edge_worker,
+        edge = %settings.edge,
+        "connection registered"
+    );
+    let conn = registration.conn;
+    // A drain that is under way unregisters this connection too.
+    drain::add_link(
+        local,
+        LinkEntry {
+            index,
+            conn: conn.clone(),
+            control: Some(registration.control),
+        },
+    );
+    let served = serve_connection(local.clone(), conn.clone());
+    let why = local.metrics.serving(index, &conn, served).await;
+    drain::remove_link(local, index);
+    why
+}
+
+/// Closes a connection that registered on an edge worker already holding another of this
+/// connector's connections while another holds none, and moves the link to a new source
+/// port. Returns whether it did; the connection served nothing yet, so it needs no
+/// unregistering.
+fn rebalance(
+    endpoints: &LinkEndpoints,
+    settings: &LinkSettings,
+    index: u8,
+    registration: &Registration,
+    placed: &balance::Placed<'_>,
+    redials: u32,
+) -> bool {
+    let worker = registration.edge_worker;
+    let ha = settings.ha_connections;
+    if !balance::should_rebalance(
+        &placed.others,
+        worker,
+        registration.edge_workers,
+        ha,
+        redials,
+    ) {
+        return false;
+    }
+    if let Err(err) = endpoints.renew(index, CLOSE_REBALANCE, b"rebalancing") {
+        tracing::debug!(index, "cannot open a new tunnel socket, staying: {err}");
+        return false;
+    }
+    registration.conn.close(CLOSE_REBALANCE, b"rebalancing");
+    tracing::debug!(
+        index,
+        edge_worker = worker,
+        redial = redials + 1,
+        "edge worker already holds a connection of this connector; dialing again from a new port"
+    );
+    true
+}
+
+/// Dials the edge and registers.
 async fn connect(
     endpoint: &Endpoint,
     settings: &LinkSettings,
     index: u8,
-) -> Result<(Connection, SendStream), LinkError> {
+) -> Result<Registration, LinkError> {
     let conn = endpoint
         .connect(
             settings.client_config.clone(),
@@ -150,16 +237,13 @@ async fn connect(
             .await
             .map_err(|_| LinkError::Timeout)??;
     match frame::decode(&frame_bytes) {
-        Ok(Some((Frame::Registered(registered), _))) => {
-            tracing::info!(
-                index,
-                connection = %registered.connection_id,
-                edge_worker = registered.edge_worker,
-                edge = %settings.edge,
-                "connection registered"
-            );
-            Ok((conn, send))
-        }
+        Ok(Some((Frame::Registered(registered), _))) => Ok(Registration {
+            conn,
+            control: send,
+            connection_id: registered.connection_id,
+            edge_worker: registered.edge_worker,
+            edge_workers: registered.edge_workers,
+        }),
         Ok(Some((Frame::Refused(refused), _))) => Err(LinkError::Refused {
             code: refused.code,
             message: refused.message.to_owned(),

@@ -1,8 +1,10 @@
 //! The connector: outbound QUIC connections to the edge, ingress rules, origin proxy.
 //!
 //! `--ha-connections` connections are spread over the connector's workers (connection `i`
-//! lives on worker `i % workers`); each worker has its own QUIC endpoint, its own pool of
-//! origin connections, and serves the streams of the connections it owns. The TLS settings
+//! lives on worker `i % workers`); each connection has its own QUIC endpoint on a UDP socket
+//! of its own, so the edge's `SO_REUSEPORT` hash can place each on a different edge worker
+//! (see `balance.rs`). Each worker has its own pool of origin connections and serves the
+//! streams of the connections it owns. The TLS settings
 //! of `https://` and `unix+tls:` rules are built once, when the connector starts (a bad
 //! `caPool` stops it there); each worker then keeps its own TLS session cache.
 //!
@@ -10,6 +12,7 @@
 //! `drain.rs`): unregister each connection, serve the streams in flight, close when they are
 //! done or the grace period ends. [`Connector::shutdown`] alone closes at once.
 
+mod balance;
 pub mod config;
 mod drain;
 pub mod ingress;
@@ -31,9 +34,10 @@ use anyhow::Context;
 use uuid::Uuid;
 
 use crate::metrics::connector::ConnectorMetrics;
-use crate::quic::{self, Endpoint};
+use crate::quic;
 use crate::runtime;
 use crate::tunnel::credentials::Credentials;
+use balance::LinkEndpoints;
 use ingress::Ingress;
 use link::LinkSettings;
 use serve::Local;
@@ -116,6 +120,7 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
         connector_id,
         platform: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
         ha_connections: ha,
+        placement: Default::default(),
     };
     let settings = Arc::new(settings);
     let ingress = Arc::new(config.ingress);
@@ -131,17 +136,21 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
     };
     let mut commands = Vec::with_capacity(workers);
     let mut items = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        let socket = std::net::UdpSocket::bind(SocketAddr::new(local_ip, 0))
-            .context("cannot bind a UDP socket for the tunnel")?;
+    for index in 0..workers {
+        let mut sockets = Vec::new();
+        for i in (0..ha).filter(|i| usize::from(*i) % workers == index) {
+            let socket = std::net::UdpSocket::bind(SocketAddr::new(local_ip, 0))
+                .context("cannot bind a UDP socket for the tunnel")?;
+            sockets.push((i, socket));
+        }
         let (command, inbox) = futures_channel::mpsc::unbounded::<WorkerCmd>();
         commands.push(command);
-        items.push((socket, inbox));
+        items.push((sockets, inbox));
     }
 
     let metrics: Vec<Arc<ConnectorMetrics>> = (0..workers).map(|_| Arc::default()).collect();
     let worker_metrics = metrics.clone();
-    let threads = runtime::spawn_workers("connector", items, move |index, (socket, inbox)| {
+    let threads = runtime::spawn_workers("connector", items, move |index, (sockets, inbox)| {
         let metrics = worker_metrics[index].clone();
         let settings = settings.clone();
         let ingress = ingress.clone();
@@ -149,13 +158,15 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
         let fatal = fatal_tx.clone();
         let reports = reports_tx.clone();
         async move {
-            let endpoint = match Endpoint::new(socket, None) {
-                Ok(endpoint) => endpoint,
-                Err(err) => {
+            let endpoints = Rc::new(LinkEndpoints::new(local_ip));
+            let mut links = Vec::with_capacity(sockets.len());
+            for (i, socket) in sockets {
+                if let Err(err) = endpoints.add(i, socket) {
                     let _ = fatal.send(format!("cannot start the QUIC endpoint: {err}"));
                     return;
                 }
-            };
+                links.push(i);
+            }
             let tls = origin_tls
                 .iter()
                 .map(|rule| rule.as_ref().map(tls::OriginTls::for_worker))
@@ -170,10 +181,10 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
                 links: Default::default(),
             });
             let settings = Rc::new(LinkSettings::clone(&settings));
-            for i in (0..ha).filter(|i| usize::from(*i) % workers == index) {
+            for i in links {
                 let link = link::run_link(
                     local.clone(),
-                    endpoint.clone(),
+                    endpoints.clone(),
                     settings.clone(),
                     i,
                     fatal.clone(),
@@ -183,14 +194,15 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
             // Runs until told to stop (or until the Connector is dropped).
             follow_commands(&local, inbox, &reports).await;
             local.stopping.set(true);
-            endpoint.close(CLOSE_SHUTDOWN, b"connector shutting down");
             // The close frames must leave before the runtime goes away. With no connection
             // registered (the edge unreachable, say) there is no one to wait for: the
-            // driver gets one short turn to send what it has, no more.
+            // drivers get one short turn to send what they have, no more.
+            let reason = b"connector shutting down";
             if local.links.borrow().is_empty() {
-                let _ = monoio::time::timeout(CLOSE_TURN, endpoint.stopped()).await;
+                let closing = endpoints.close_all(CLOSE_SHUTDOWN, reason);
+                let _ = monoio::time::timeout(CLOSE_TURN, closing).await;
             } else {
-                endpoint.stopped().await;
+                endpoints.close_all(CLOSE_SHUTDOWN, reason).await;
             }
         }
     })?;

@@ -128,6 +128,8 @@ async fn register(
         &Registered {
             connection_id: registration.connection_id,
             edge_worker: worker.index as u16,
+            // The workers are capped well below `u16::MAX` (see `edge::MAX_WORKERS`).
+            edge_workers: worker.inboxes.len() as u16,
             edge_version,
         },
     );

@@ -163,6 +163,9 @@ pub struct Registered<'a> {
     pub connection_id: Uuid,
     /// Which edge worker owns this connection.
     pub edge_worker: u16,
+    /// How many data-plane workers the edge runs, so a connector can spread its connections
+    /// over all of them.
+    pub edge_workers: u16,
     pub edge_version: &'a str,
 }
 
@@ -347,11 +350,13 @@ fn decode_registered(payload: &[u8]) -> Result<Frame<'_>, FrameError> {
     let mut r = Reader::new(payload, "registered");
     let connection_id = r.uuid()?;
     let edge_worker = r.u16()?;
+    let edge_workers = r.u16()?;
     let edge_version = r.str16()?;
     r.end()?;
     Ok(Frame::Registered(Registered {
         connection_id,
         edge_worker,
+        edge_workers,
         edge_version,
     }))
 }
@@ -453,6 +458,7 @@ pub fn encode_registered(out: &mut BytesMut, registered: &Registered<'_>) {
     encode_capped(out, TYPE_REGISTERED, |enc| {
         enc.out.put_slice(registered.connection_id.as_bytes());
         enc.out.put_u16(registered.edge_worker);
+        enc.out.put_u16(registered.edge_workers);
         enc.text(registered.edge_version);
     });
 }

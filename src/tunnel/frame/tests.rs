@@ -129,6 +129,7 @@ fn control_frames_round_trip() {
     let registered = Registered {
         connection_id: TUNNEL,
         edge_worker: 513,
+        edge_workers: 1027,
         edge_version: "e",
     };
     encode_registered(&mut out, &registered);
@@ -137,6 +138,40 @@ fn control_frames_round_trip() {
     };
     assert_eq!(r.connection_id, TUNNEL);
     assert_eq!(r.edge_worker, 513);
+    assert_eq!(r.edge_workers, 1027);
+    assert_eq!(
+        &out[..],
+        &[
+            TYPE_REGISTERED,
+            0,
+            0,
+            0,
+            23,
+            7,
+            7,
+            7,
+            7,
+            7,
+            7,
+            7,
+            7,
+            7,
+            7,
+            7,
+            7,
+            7,
+            7,
+            7,
+            7,
+            2,
+            1,
+            4,
+            3,
+            0,
+            1,
+            b'e',
+        ][..]
+    );
     assert_eq!(r.edge_version, "e");
 
     out.clear();
