@@ -60,8 +60,12 @@ fn live_connections(edge: &Edge) -> usize {
         .count()
 }
 
+/// Waits for `n` routable connections, held for a moment: a connector may still move one
+/// that just registered to another edge worker (it unregisters it within milliseconds).
 fn wait_live(edge: &Edge, n: usize) {
     eventually(Duration::from_secs(30), "live connections", || {
+        (live_connections(edge) == n).then_some(())?;
+        std::thread::sleep(SETTLED);
         (live_connections(edge) == n).then_some(())
     });
 }
@@ -292,6 +296,11 @@ fn json_logs_to_a_file_and_the_tunnel_comes_back_after_an_edge_restart() {
     let extra = ["--logfile", &logfile_arg, "--log-format", "json"];
     let mut a = start_replica(dir.path(), &cred, origin, "a", &extra);
     wait_live(&edge, 2);
+    // The connector logs a registration once the connection stays where it landed.
+    eventually(Duration::from_secs(10), "two kept registrations", || {
+        let text = std::fs::read_to_string(&logfile).ok()?;
+        (text.matches("\"connection registered\"").count() == 2).then_some(())
+    });
 
     let (http, tunnel, admin) = (edge.http, edge.tunnel, edge.admin);
     let (status, _) = terminate(&mut edge.proc, Duration::from_secs(10));

@@ -117,18 +117,19 @@ impl LinkEndpoints {
         Some(endpoint.clone())
     }
 
-    /// Moves link `index` to a new socket, closing its old endpoint (and the connections on
-    /// it) with `code`; the old driver ends once the close is sent. An error leaves the link
-    /// where it was.
-    pub fn renew(&self, index: u8, code: u32, reason: &[u8]) -> std::io::Result<()> {
+    /// Moves link `index` to a new socket and hands back its old endpoint, which the caller
+    /// closes once the connection on it is retired. An error leaves the link where it was.
+    pub fn renew(&self, index: u8) -> std::io::Result<Option<Endpoint>> {
         let socket = std::net::UdpSocket::bind(SocketAddr::new(self.local_ip, 0))?;
         let endpoint = Endpoint::new(socket, None)?;
         let mut by_link = self.by_link.borrow_mut();
-        match by_link.iter_mut().find(|(i, _)| *i == index) {
-            Some((_, slot)) => std::mem::replace(slot, endpoint).close(code, reason),
-            None => by_link.push((index, endpoint)),
-        }
-        Ok(())
+        Ok(match by_link.iter_mut().find(|(i, _)| *i == index) {
+            Some((_, slot)) => Some(std::mem::replace(slot, endpoint)),
+            None => {
+                by_link.push((index, endpoint));
+                None
+            }
+        })
     }
 
     /// Closes every link's endpoint and waits until each has sent its close frames.

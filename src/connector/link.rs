@@ -3,16 +3,17 @@
 //! connection that registers on a crowded edge worker is dialed again at once from a new
 //! source port (see `balance.rs`).
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use uuid::Uuid;
 
 use super::balance::{self, LinkEndpoints, Placement, CLOSE_REBALANCE};
 use super::drain::{self, LinkEntry};
-use super::serve::{serve_connection, Local};
+use super::serve::{serve_connection, serve_counted, Local};
 use crate::quic::{Connection, Endpoint, QuicError, SendStream};
 use crate::tunnel::credentials::SECRET_LEN;
 use crate::tunnel::frame::{self, Frame, RefuseCode, Register, PROTOCOL_VERSION};
@@ -84,7 +85,7 @@ pub async fn run_link(
             Ok(registration) => {
                 failures = 0;
                 let placed = settings.placement.enter(registration.edge_worker);
-                if rebalance(
+                if let Some(old) = rebalance(
                     &endpoints,
                     &settings,
                     index,
@@ -93,6 +94,7 @@ pub async fn run_link(
                     redials,
                 ) {
                     redials += 1;
+                    monoio::spawn(retire(local.clone(), old, registration));
                     continue;
                 }
                 redials = 0;
@@ -163,10 +165,10 @@ async fn serve(
     why
 }
 
-/// Closes a connection that registered on an edge worker already holding another of this
-/// connector's connections while another holds none, and moves the link to a new source
-/// port. Returns whether it did; the connection served nothing yet, so it needs no
-/// unregistering.
+/// Moves link `index` to a new source port when its connection registered on an edge worker
+/// already holding another of this connector's connections while another holds none.
+/// Returns the old endpoint (`Some(None)` if there was none) when it did: the connection on
+/// it must then be retired with [`retire`], as the edge may already have sent it a request.
 fn rebalance(
     endpoints: &LinkEndpoints,
     settings: &LinkSettings,
@@ -174,7 +176,7 @@ fn rebalance(
     registration: &Registration,
     placed: &balance::Placed<'_>,
     redials: u32,
-) -> bool {
+) -> Option<Option<Endpoint>> {
     let worker = registration.edge_worker;
     let ha = settings.ha_connections;
     if !balance::should_rebalance(
@@ -184,20 +186,62 @@ fn rebalance(
         ha,
         redials,
     ) {
-        return false;
+        return None;
     }
-    if let Err(err) = endpoints.renew(index, CLOSE_REBALANCE, b"rebalancing") {
-        tracing::debug!(index, "cannot open a new tunnel socket, staying: {err}");
-        return false;
-    }
-    registration.conn.close(CLOSE_REBALANCE, b"rebalancing");
+    let old = match endpoints.renew(index) {
+        Ok(old) => old,
+        Err(err) => {
+            tracing::debug!(index, "cannot open a new tunnel socket, staying: {err}");
+            return None;
+        }
+    };
     tracing::debug!(
         index,
         edge_worker = worker,
         redial = redials + 1,
         "edge worker already holds a connection of this connector; dialing again from a new port"
     );
-    true
+    Some(old)
+}
+
+/// How often a retiring connection checks whether it can close, and how long it may take.
+const RETIRE_TICK: Duration = Duration::from_millis(20);
+const RETIRE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Takes a connection that moves to another edge worker out of service without losing what
+/// the edge sent it before it learned: unregister it (the edge stops routing there), serve
+/// what arrives, and close it once nothing is in flight and everything sent is acknowledged,
+/// no sooner than [`drain::SETTLE`] after unregistering, and at the latest after
+/// [`RETIRE_LIMIT`]. Then the old endpoint goes too.
+async fn retire(local: Rc<Local>, old: Option<Endpoint>, registration: Registration) {
+    let Registration {
+        conn, mut control, ..
+    } = registration;
+    let mut out = BytesMut::with_capacity(8);
+    frame::encode_unregister(&mut out);
+    if control.write(out.freeze()).await.is_ok() {
+        let _ = control.finish();
+    }
+    let serving = Rc::new(Cell::new(0));
+    monoio::spawn(serve_counted(local.clone(), conn.clone(), serving.clone()));
+    let started = Instant::now();
+    loop {
+        monoio::time::sleep(RETIRE_TICK).await;
+        let idle = serving.get() == 0 && conn.unacked_streams() == 0;
+        let waited = started.elapsed();
+        let stopping = local.stopping.get() && serving.get() == 0;
+        if (idle && waited >= drain::SETTLE) || stopping || waited >= RETIRE_LIMIT {
+            break;
+        }
+        if conn.is_closed() {
+            break;
+        }
+    }
+    conn.close(CLOSE_REBALANCE, b"rebalancing");
+    if let Some(old) = old {
+        old.close(CLOSE_REBALANCE, b"rebalancing");
+        old.stopped().await;
+    }
 }
 
 /// Dials the edge and registers.

@@ -1,5 +1,6 @@
 //! Serving the streams the edge opens on one registered connection.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -38,16 +39,35 @@ pub async fn serve_connection(local: Rc<Local>, conn: Connection) -> QuicError {
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
-                monoio::spawn(handle_stream(local.clone(), send, recv));
+                monoio::spawn(handle_stream(local.clone(), send, recv, None));
             }
             Err(err) => return err,
         }
     }
 }
 
-async fn handle_stream(local: Rc<Local>, mut send: SendStream, mut recv: RecvStream) {
+/// [`serve_connection`] for a connection being retired: `serving` counts its streams in
+/// flight, so the retirement knows when closing it loses nothing.
+pub async fn serve_counted(local: Rc<Local>, conn: Connection, serving: Rc<Cell<usize>>) {
+    while let Ok((send, recv)) = conn.accept_bi().await {
+        monoio::spawn(handle_stream(
+            local.clone(),
+            send,
+            recv,
+            Some(serving.clone()),
+        ));
+    }
+}
+
+async fn handle_stream(
+    local: Rc<Local>,
+    mut send: SendStream,
+    mut recv: RecvStream,
+    serving: Option<Rc<Cell<usize>>>,
+) {
     let _active = local.metrics.active_streams.track();
     let _in_flight = InFlight::enter(&local.in_flight);
+    let _serving = serving.as_deref().map(InFlight::enter);
     let (frame_bytes, first) = match read_frame(&mut recv, Bytes::new()).await {
         Ok(read) => read,
         Err(err) => {

@@ -107,6 +107,9 @@ pub fn free_udp_addr() -> SocketAddr {
         .unwrap()
 }
 
+/// How long a connection count must hold before a test relies on it.
+pub const SETTLED: Duration = Duration::from_millis(300);
+
 /// Retries `f` every 50 ms until it returns `Some`, for at most `limit`.
 pub fn eventually<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
@@ -271,10 +274,22 @@ impl Edge {
             .map_or(0, Vec::len)
     }
 
-    /// Waits until the tunnel has at least `n` registered connections.
+    /// Registered connections of tunnel `name` that are not draining.
+    pub fn routable(&self, name: &str) -> usize {
+        let info = self.info(name);
+        let connections = info["connections"].as_array().cloned().unwrap_or_default();
+        let routable = |c: &&serde_json::Value| c["draining"] == serde_json::Value::Bool(false);
+        connections.iter().filter(routable).count()
+    }
+
+    /// Waits until tunnel `name` has at least `n` routable connections, held for
+    /// [`SETTLED`]: a connector may still move one that just registered to another edge
+    /// worker (it unregisters it within milliseconds).
     pub fn wait_connections(&self, name: &str, n: usize) {
         eventually(Duration::from_secs(30), "connector registration", || {
-            (self.connections(name) >= n).then_some(())
+            (self.routable(name) >= n).then_some(())?;
+            std::thread::sleep(SETTLED);
+            (self.routable(name) >= n).then_some(())
         });
     }
 }
