@@ -60,8 +60,9 @@
 //!   one. Each connection of a connector therefore dials from a UDP socket of its own, the
 //!   edge says in `Registered` which worker took it and how many there are, and a connection
 //!   that lands on a worker already holding another of the connector's connections while
-//!   some worker holds none is closed before it serves anything and dialed again at once from
-//!   a new source port (at most four times in a row; see `connector/balance.rs`). With at
+//!   some worker holds none is dialed again at once from a new source port (at most four
+//!   times in a row; see `connector/balance.rs`), and the old one is retired like a drain:
+//!   unregistered, left to serve what the edge already sent it, closed when idle. With at
 //!   least as many connections as edge workers, every worker then has one. A request that
 //!   lands on a worker without a connection of its tunnel (fewer connections than workers)
 //!   has its socket handed to one that has ([`edge::worker::WorkerMsg::Handoff`]).
