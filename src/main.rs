@@ -8,7 +8,7 @@ fn main() -> std::process::ExitCode {
     match adit::cli::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", adit::cli::report(&err));
             std::process::ExitCode::FAILURE
         }
     }

@@ -19,7 +19,7 @@ pub enum LogError {
     // that prints the chain (`{:#}`) does not repeat it.
     #[error("cannot open log file {}: {err}", path.display())]
     File { path: PathBuf, err: std::io::Error },
-    #[error("cannot use {} as a log file: not a regular file", path.display())]
+    #[error("cannot use {} as a log file: it is a directory", path.display())]
     NotAFile { path: PathBuf },
 }
 
@@ -62,7 +62,7 @@ impl Target {
             err,
         };
         if let Ok(meta) = std::fs::metadata(path) {
-            if !meta.is_file() {
+            if meta.is_dir() {
                 return Err(LogError::NotAFile {
                     path: path.to_owned(),
                 });
@@ -185,14 +185,14 @@ mod tests {
         let err = Target::open(Some(Path::new("/proc"))).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "cannot use /proc as a log file: not a regular file"
+            "cannot use /proc as a log file: it is a directory"
         );
         let dir = scratch("dir");
         let err = Target::open(Some(&dir)).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
-                "cannot use {} as a log file: not a regular file",
+                "cannot use {} as a log file: it is a directory",
                 dir.display()
             )
         );

@@ -520,9 +520,26 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let logged = cli.logfile.is_some() || cli.log_format == LogFormat::Json;
     let result = dispatch(cli.command);
     if let (Err(err), true) = (&result, logged) {
-        tracing::error!("{err:#}");
+        tracing::error!("{}", report(err));
     }
     result
+}
+
+/// An error and its causes on one line, `a: b: c`, leaving out a cause whose text the line
+/// already holds (errors that name their cause in their own message).
+pub fn report(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
@@ -552,6 +569,22 @@ mod tests {
             Command::Tunnel(TunnelCommand::Run(run)) => Ok(run),
             other => Err(format!("parsed as {other:?}")),
         }
+    }
+
+    #[test]
+    fn reports_name_each_cause_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let named = crate::tunnel::credentials::CredentialsError::Read {
+            path: "c.json".into(),
+            source: io,
+        };
+        let err = anyhow::Error::new(named).context("cannot start");
+        assert_eq!(
+            report(&err),
+            "cannot start: cannot read credentials file c.json: entity not found"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(report(&plain), "outer: inner");
     }
 
     #[test]

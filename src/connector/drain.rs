@@ -250,7 +250,7 @@ impl Connector {
             tracing::info!("all requests done");
             DrainOutcome::Done
         } else {
-            tracing::info!("grace period over with {left} requests in flight");
+            tracing::warn!("grace period over with {left} requests in flight");
             DrainOutcome::GraceOver { in_flight: left }
         }
     }

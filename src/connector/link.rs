@@ -103,7 +103,11 @@ pub async fn run_link(
                 if local.stopping.get() {
                     return;
                 }
-                tracing::warn!(index, "connection to the edge lost: {why}");
+                if edge_stopping(&why) {
+                    tracing::info!(index, "the edge is shutting down: {why}");
+                } else {
+                    tracing::warn!(index, "connection to the edge lost: {why}");
+                }
             }
             Err(LinkError::Refused { code, message }) if !code.retryable() => {
                 local.metrics.registrations_refused.inc();
@@ -202,6 +206,13 @@ fn rebalance(
         "edge worker already holds a connection of this connector; dialing again from a new port"
     );
     Some(old)
+}
+
+/// Whether the edge closed the connection because it is stopping, an expected event.
+fn edge_stopping(why: &QuicError) -> bool {
+    use quinn_proto::ConnectionError::ApplicationClosed;
+    let shutdown = quinn_proto::VarInt::from_u32(crate::edge::tunnel::CLOSE_SHUTDOWN);
+    matches!(why, QuicError::Connection(ApplicationClosed(close)) if close.error_code == shutdown)
 }
 
 /// How often a retiring connection checks whether it can close, and how long it may take.

@@ -174,7 +174,7 @@ impl Edge {
             }
             let now = Instant::now();
             if now >= deadline {
-                tracing::info!("grace period over with {in_flight} requests in flight");
+                tracing::warn!("grace period over with {in_flight} requests in flight");
                 return DrainOutcome::GraceOver { in_flight };
             }
             crossbeam_channel::select! {

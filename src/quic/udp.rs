@@ -10,7 +10,7 @@ use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 /// Socket buffer size asked for: the default ~208 KiB drops packets at full speed.
 const SOCKET_BUFFER: usize = 8 << 20;
@@ -52,7 +52,7 @@ impl UdpIo {
         } else {
             usize::from(MAX_UDP_PAYLOAD)
         };
-        info!(
+        debug!(
             %addr,
             gso_segments = state.max_gso_segments(),
             gro_segments = gro,
@@ -161,7 +161,7 @@ fn raise_buffers(socket: &std::net::UdpSocket, addr: SocketAddr) {
 
     let recv = sock.recv_buffer_size().unwrap_or(0);
     let send = sock.send_buffer_size().unwrap_or(0);
-    info!(%addr, recv_buffer = recv, send_buffer = send, "quic endpoint socket buffers");
+    debug!(%addr, recv_buffer = recv, send_buffer = send, "quic endpoint socket buffers");
 
     // Linux reports twice the granted size (it counts its own bookkeeping).
     let granted = if cfg!(target_os = "linux") {
