@@ -49,7 +49,10 @@ impl Browser {
                 "ADIT_REQUIRE_CHROMIUM=1 but {} is missing",
                 path.display()
             );
-            eprintln!(
+            // Straight to the process's stderr: the harness captures `eprintln!`, and a skipped
+            // browser test must be visible in a normal `cargo test` run.
+            let _ = writeln!(
+                std::io::stderr(),
                 "\n*** {test} SKIPPED: chromium not installed (apt-get install chromium) ***\n"
             );
             return None;
