@@ -251,8 +251,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("adit-edge-cfg-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("edge.yml");
-        let text = "listen-http: 127.0.0.1:80\nlisten-https: 127.0.0.1:443\nworkers: 3\ngrace-period: 5s\n\
-                    tls:\n  - cert: a.pem\n    key: a.key\n";
+        let text = "listen-http: 127.0.0.1:80\nlisten-https: 127.0.0.1:443\nworkers: 3\n\
+                    grace-period: 5s\ntls:\n  - cert: a.pem\n    key: a.key\n";
         std::fs::write(&path, text).unwrap();
         let config_arg = path.to_str().unwrap();
 

@@ -591,8 +591,8 @@ mod tests {
         assert_eq!(
             String::from_utf8(std::mem::take(&mut out)).unwrap(),
             format!(
-                "ID                                    NAME  STATUS    CONNECTIONS  UPTIME  CREATED\n\
-                 {id}  web   inactive  0            -       {created}\n"
+                "ID                                    NAME  STATUS    CONNECTIONS  UPTIME  \
+                 CREATED\n{id}  web   inactive  0            -       {created}\n"
             )
         );
         let search = ListFilterArgs {

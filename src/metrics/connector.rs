@@ -69,7 +69,8 @@ pub fn ready(sets: &[Arc<ConnectorMetrics>], connector_id: Uuid) -> Reply {
         status,
         content_type: "application/json",
         body: format!(
-            "{{\"status\":{status},\"readyConnections\":{ready},\"connectorId\":\"{connector_id}\"}}"
+            "{{\"status\":{status},\"readyConnections\":{ready},\
+             \"connectorId\":\"{connector_id}\"}}"
         ),
     }
 }

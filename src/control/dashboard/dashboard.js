@@ -263,7 +263,8 @@
     $("d-deleted").hidden = $("d-deleted-label").hidden = !info.deleted_at;
     const up = info.status === "active" || info.status === "degraded";
     $("d-uptime").textContent = up ? duration(info.uptime_seconds) : "—";
-    $("d-last-active").textContent = info.last_active_at ? when(info.last_active_at, true) : "never";
+    $("d-last-active").textContent =
+      info.last_active_at ? when(info.last_active_at, true) : "never";
     $("d-last-inactive").textContent =
       info.last_inactive_at ? when(info.last_inactive_at, true) : "never";
 
