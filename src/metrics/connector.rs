@@ -7,8 +7,8 @@ use uuid::Uuid;
 use super::path::{self, PathTable};
 use super::server::Reply;
 use super::{
-    render_classes, sum_counters, sum_gauges, Counter, Exposition, Gauge, Histogram, HistogramSum,
-    Kind, StatusClasses,
+    render_classes, render_counters, sum_counters, sum_gauges, Counter, Exposition, Gauge,
+    Histogram, HistogramSum, Kind, StatusClasses,
 };
 use crate::quic::Connection;
 
@@ -99,33 +99,39 @@ pub fn render(sets: &[Arc<ConnectorMetrics>]) -> String {
         Kind::Gauge,
         sum_gauges(sets, |s| &s.active_streams),
     );
-    let name = "adit_connector_bytes_total";
-    out.header(
-        name,
-        "Body bytes relayed between the edge and origins, by direction.",
-        Kind::Counter,
+    render_counters(
+        &mut out,
+        (
+            "adit_connector_bytes_total",
+            "Body bytes relayed between the edge and origins, by direction.",
+        ),
+        "direction",
+        sets,
+        &[
+            ("to_origin", |s| &s.bytes_to_origin),
+            ("from_origin", |s| &s.bytes_from_origin),
+        ],
     );
-    let to_origin = sum_counters(sets, |s| &s.bytes_to_origin);
-    out.sample(name, &[("direction", "to_origin")], to_origin);
-    let from_origin = sum_counters(sets, |s| &s.bytes_from_origin);
-    out.sample(name, &[("direction", "from_origin")], from_origin);
     out.single(
         "adit_connector_registered_connections",
         "Connections registered with the edge.",
         Kind::Gauge,
         sum_gauges(sets, |s| &s.registered_connections),
     );
-    let name = "adit_connector_registrations_total";
-    out.header(name, "Registration attempts by result.", Kind::Counter);
-    type Field = fn(&ConnectorMetrics) -> &Counter;
-    let results: [(&str, Field); 3] = [
-        ("registered", |s| &s.registrations_registered),
-        ("refused", |s| &s.registrations_refused),
-        ("failed", |s| &s.registrations_failed),
-    ];
-    for (result, field) in results {
-        out.sample(name, &[("result", result)], sum_counters(sets, field));
-    }
+    render_counters(
+        &mut out,
+        (
+            "adit_connector_registrations_total",
+            "Registration attempts by result.",
+        ),
+        "result",
+        sets,
+        &[
+            ("registered", |s| &s.registrations_registered),
+            ("refused", |s| &s.registrations_refused),
+            ("failed", |s| &s.registrations_failed),
+        ],
+    );
     out.single(
         "adit_connector_reconnects_total",
         "Times a connection to the edge was dialed again after it failed or dropped.",

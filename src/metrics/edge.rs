@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::path::{self, PathTable};
 use super::{
-    render_classes, sum_counters, sum_gauges, Counter, Exposition, Gauge, Histogram, HistogramSum,
-    Kind, StatusClasses,
+    render_classes, render_counters, sum_gauges, Counter, Exposition, Gauge, Histogram,
+    HistogramSum, Kind, StatusClasses,
 };
 use crate::quic::Connection;
 
@@ -89,32 +89,38 @@ pub fn render(sets: &[Arc<EdgeMetrics>]) -> String {
         Kind::Gauge,
         sum_gauges(sets, |s| &s.active_streams),
     );
-    let name = "adit_edge_bytes_total";
-    out.header(
-        name,
-        "Body bytes relayed between clients and tunnels, by direction.",
-        Kind::Counter,
+    render_counters(
+        &mut out,
+        (
+            "adit_edge_bytes_total",
+            "Body bytes relayed between clients and tunnels, by direction.",
+        ),
+        "direction",
+        sets,
+        &[
+            ("from_client", |s| &s.bytes_from_client),
+            ("to_client", |s| &s.bytes_to_client),
+        ],
     );
-    let from_client = sum_counters(sets, |s| &s.bytes_from_client);
-    out.sample(name, &[("direction", "from_client")], from_client);
-    let to_client = sum_counters(sets, |s| &s.bytes_to_client);
-    out.sample(name, &[("direction", "to_client")], to_client);
     out.single(
         "adit_edge_tunnel_connections",
         "Registered tunnel connections.",
         Kind::Gauge,
         sum_gauges(sets, |s| &s.tunnel_connections),
     );
-    let name = "adit_edge_registrations_total";
-    out.header(
-        name,
-        "Tunnel connection registrations by result.",
-        Kind::Counter,
+    render_counters(
+        &mut out,
+        (
+            "adit_edge_registrations_total",
+            "Tunnel connection registrations by result.",
+        ),
+        "result",
+        sets,
+        &[
+            ("registered", |s| &s.registrations_registered),
+            ("refused", |s| &s.registrations_refused),
+        ],
     );
-    let registered = sum_counters(sets, |s| &s.registrations_registered);
-    out.sample(name, &[("result", "registered")], registered);
-    let refused = sum_counters(sets, |s| &s.registrations_refused);
-    out.sample(name, &[("result", "refused")], refused);
     path::render(
         &mut out,
         "adit_edge",

@@ -216,6 +216,24 @@ pub fn render_classes<T>(
     }
 }
 
+/// One labelled counter of a [`render_counters`] family: the label's value and the field.
+pub type Labelled<'a, T> = (&'a str, fn(&T) -> &Counter);
+
+/// Writes a counter family with one label: one sample per `(value, field)`, summed over
+/// every worker's set.
+pub fn render_counters<T>(
+    out: &mut Exposition,
+    (name, help): (&str, &str),
+    label: &str,
+    sets: &[std::sync::Arc<T>],
+    counters: &[Labelled<'_, T>],
+) {
+    out.header(name, help, Kind::Counter);
+    for &(value, field) in counters {
+        out.sample(name, &[(label, value)], sum_counters(sets, field));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
