@@ -173,12 +173,9 @@ async fn unregister_all(local: &Local) -> usize {
         local.metrics.registered_connections.dec();
     }
     let mut told = 0;
-    for (index, mut control) in controls {
-        let mut out = BytesMut::with_capacity(8);
-        frame::encode_unregister(&mut out);
-        match control.write(out.freeze()).await {
+    for (index, control) in controls {
+        match unregister(control).await {
             Ok(()) => {
-                let _ = control.finish();
                 tracing::info!(index, "connection unregistered");
                 told += 1;
             }
@@ -186,6 +183,16 @@ async fn unregister_all(local: &Local) -> usize {
         }
     }
     told
+}
+
+/// Tells the edge on a connection's control stream to send nothing new there, and ends
+/// the stream.
+pub async fn unregister(mut control: SendStream) -> Result<(), crate::quic::StreamError> {
+    let mut out = BytesMut::with_capacity(8);
+    frame::encode_unregister(&mut out);
+    control.write(out.freeze()).await?;
+    let _ = control.finish();
+    Ok(())
 }
 
 fn is_idle(local: &Local) -> bool {

@@ -225,13 +225,9 @@ const RETIRE_LIMIT: Duration = Duration::from_secs(10);
 /// no sooner than [`drain::SETTLE`] after unregistering, and at the latest after
 /// [`RETIRE_LIMIT`]. Then the old endpoint goes too.
 async fn retire(local: Rc<Local>, old: Option<Endpoint>, registration: Registration) {
-    let Registration {
-        conn, mut control, ..
-    } = registration;
-    let mut out = BytesMut::with_capacity(8);
-    frame::encode_unregister(&mut out);
-    if control.write(out.freeze()).await.is_ok() {
-        let _ = control.finish();
+    let Registration { conn, control, .. } = registration;
+    if let Err(err) = drain::unregister(control).await {
+        tracing::debug!("cannot unregister a connection being moved: {err}");
     }
     let serving = Rc::new(Cell::new(0));
     monoio::spawn(serve_counted(local.clone(), conn.clone(), serving.clone()));
