@@ -20,9 +20,9 @@ use crate::http::body;
 use crate::metrics::connector::ConnectorMetrics;
 use crate::metrics::Counter;
 use crate::quic::{RecvStream, SendStream};
-use crate::runtime::io::{until_second, write_all, write_bytes, write_chunk};
+use crate::runtime::gather::Gather;
+use crate::runtime::io::{until_second, write_all};
 use crate::tunnel::frame::{BodyLen, ErrorCode, RequestFrame, StreamKind};
-use crate::tunnel::io::STREAM_READ;
 use crate::tunnel::splice::splice;
 
 type ReadHalf = OwnedReadHalf<OriginConn>;
@@ -302,33 +302,30 @@ async fn upload(
         BodyLen::Unknown => true,
     };
     let mut sent: u64 = 0;
-    let mut next = Some(first);
+    let mut gather = Gather::new();
+    gather.push(first);
     loop {
-        let chunk = match next.take() {
-            Some(chunk) => chunk,
-            None => match recv.read_chunk(STREAM_READ).await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => break,
+        if gather.is_empty() {
+            match recv.read_gather(&mut gather).await {
+                Ok(true) => {}
+                Ok(false) => break,
                 Err(err) => {
                     tracing::debug!("request body from the edge broke off: {err}");
                     let _ = wr.shutdown().await;
                     return false;
                 }
-            },
-        };
-        if chunk.is_empty() {
-            continue;
+            }
         }
-        let len = chunk.len() as u64;
+        let len = gather.len() as u64;
         sent += len;
-        let written = if chunked {
-            write_chunk(wr, chunk).await
-        } else {
-            write_bytes(wr, chunk).await
-        };
+        if chunked {
+            gather.frame_chunked();
+        }
+        let (written, back) = gather.write_all(wr).await;
         if written.is_err() {
             return false;
         }
+        gather = back;
         counted.add(len);
     }
     match body {

@@ -12,7 +12,8 @@ use crate::http::{self, body, Version};
 use crate::metrics::edge::EdgeMetrics;
 use crate::metrics::Counter;
 use crate::quic::{RecvStream, StreamError};
-use crate::runtime::io::{write_all, write_bytes, write_chunk};
+use crate::runtime::gather::Gather;
+use crate::runtime::io::write_all;
 use crate::tunnel::frame::{self, BodyLen, ErrorCode, Frame, ResponseFrame};
 use crate::tunnel::io::{read_frame, FrameReadError, STREAM_READ};
 
@@ -228,7 +229,8 @@ fn put_fields(head: &mut BytesMut, response: &ResponseFrame<'_>) {
     }
 }
 
-/// Streams response body bytes to the client as they arrive, framed as decided.
+/// Streams response body bytes to the client as they arrive, framed as decided. Every chunk
+/// already received goes out in one gathered write.
 async fn relay_body<W: AsyncWriteRent>(
     wr: &mut OwnedWriteHalf<W>,
     recv: &mut RecvStream,
@@ -238,38 +240,43 @@ async fn relay_body<W: AsyncWriteRent>(
     counted: &Counter,
 ) -> Result<(), Failure> {
     let mut sent: u64 = 0;
-    let mut next = Some(first);
+    let mut gather = Gather::new();
+    gather.push(first);
     loop {
-        let chunk = match next.take() {
-            Some(chunk) => chunk,
-            None => match recv.read_chunk(STREAM_READ).await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => break,
+        if gather.is_empty() {
+            match recv.read_gather(&mut gather).await {
+                Ok(true) => {}
+                Ok(false) => break,
                 Err(err) => {
                     tracing::debug!("response body from tunnel failed: {err}");
                     return Err(Failure::AfterHead);
                 }
-            },
-        };
-        if chunk.is_empty() {
-            continue;
-        }
-        let len = chunk.len() as u64;
-        sent += len;
-        let write = async {
-            match framing {
-                ClientFraming::None => Ok(()),
-                ClientFraming::Length(_) | ClientFraming::Close => write_bytes(wr, chunk).await,
-                ClientFraming::Chunked => write_chunk(wr, chunk).await,
             }
-        };
+        }
+        let len = gather.len() as u64;
+        sent += len;
         if matches!(framing, ClientFraming::Length(n) if sent > n) {
             return Err(Failure::AfterHead);
         }
-        match monoio::time::timeout(write_timeout, write).await {
-            Ok(Ok(())) if framing != ClientFraming::None => counted.add(len),
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(Failure::AfterHead),
+        let written = match framing {
+            ClientFraming::None => {
+                gather.clear();
+                continue;
+            }
+            ClientFraming::Length(_) | ClientFraming::Close => {
+                monoio::time::timeout(write_timeout, gather.write_all(wr)).await
+            }
+            ClientFraming::Chunked => {
+                gather.frame_chunked();
+                monoio::time::timeout(write_timeout, gather.write_all(wr)).await
+            }
+        };
+        match written {
+            Ok((Ok(()), back)) => {
+                gather = back;
+                counted.add(len);
+            }
+            Ok((Err(_), _)) => return Err(Failure::AfterHead),
             Err(_) => {
                 tracing::debug!("client accepted nothing for {write_timeout:?}; dropping it");
                 recv.stop(RESET_CLIENT_STALLED);

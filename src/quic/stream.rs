@@ -13,6 +13,7 @@ use quinn_proto::{FinishError, ReadError, ReadableError, StreamId, VarInt, Write
 
 use super::conn::{ConnRef, Half, StreamSlot};
 use super::driver::StreamError;
+use crate::runtime::gather::{self, Gather};
 
 /// The sending half of a stream. Dropping it without [`SendStream::finish`] resets it.
 pub struct SendStream {
@@ -199,25 +200,57 @@ impl RecvStream {
 
     /// The next chunk of at most `max` bytes, in order; `Ok(None)` at the end of the stream.
     pub async fn read_chunk(&mut self, max: usize) -> Result<Option<Bytes>, StreamError> {
-        poll_fn(|cx| self.poll_read(cx, max.max(1))).await
+        let mut slot = None;
+        let mut take = |chunk| {
+            slot = Some(chunk);
+            None
+        };
+        let got = poll_fn(|cx| self.poll_chunks(cx, max.max(1), &mut take)).await?;
+        Ok(if got { slot } else { None })
     }
 
-    fn poll_read(
+    /// Waits for data, then moves every chunk already received into `out`, until it is
+    /// full. `Ok(false)` at the end of the stream, with nothing added.
+    pub async fn read_gather(&mut self, out: &mut Gather) -> Result<bool, StreamError> {
+        let mut take = |chunk| {
+            out.push(chunk);
+            (!out.is_full()).then_some(gather::MAX_BYTES.saturating_sub(out.len()).max(1))
+        };
+        let max = gather::MAX_BYTES;
+        poll_fn(|cx| self.poll_chunks(cx, max, &mut take)).await
+    }
+
+    /// Hands chunks in order to `take`, which returns the most bytes the next may hold, or
+    /// `None` to stop. Ready with `true` once a chunk was taken, `false` at the end.
+    fn poll_chunks(
         &mut self,
         cx: &Context<'_>,
-        max: usize,
-    ) -> Poll<Result<Option<Bytes>, StreamError>> {
+        mut max: usize,
+        take: &mut dyn FnMut(Bytes) -> Option<usize>,
+    ) -> Poll<Result<bool, StreamError>> {
         match self.end {
             RecvEnd::Open => {}
-            RecvEnd::Finished => return Poll::Ready(Ok(None)),
+            RecvEnd::Finished => return Poll::Ready(Ok(false)),
             RecvEnd::Closed => return Poll::Ready(Err(StreamError::ClosedStream)),
         }
 
         let shared = &self.conn.shared;
         let mut state = shared.state.borrow_mut();
+        let mut got = false;
         let read = match state.conn.recv_stream(self.id).read(true) {
             Ok(mut chunks) => {
-                let result = chunks.next(max);
+                let result = loop {
+                    match chunks.next(max) {
+                        Ok(Some(chunk)) => {
+                            got = true;
+                            match take(chunk.bytes) {
+                                Some(next) => max = next,
+                                None => break Ok(Some(())),
+                            }
+                        }
+                        other => break other.map(|_| None),
+                    }
+                };
                 // Without finalize the flow-control credit freed by this read is never sent.
                 Ok((result, chunks.finalize().should_transmit()))
             }
@@ -232,17 +265,18 @@ impl RecvStream {
         };
 
         let poll = match result {
-            Ok(Some(chunk)) => Poll::Ready(Ok(Some(chunk.bytes))),
+            Ok(Some(())) => Poll::Ready(Ok(true)),
             Ok(None) => {
                 self.end = RecvEnd::Finished;
                 state.half_done(self.id, Half::Recv);
-                Poll::Ready(Ok(None))
+                Poll::Ready(Ok(got))
             }
             Err(ReadError::Reset(code)) => {
                 self.end = RecvEnd::Closed;
                 state.half_done(self.id, Half::Recv);
                 Poll::Ready(Err(StreamError::Reset(code.into_inner())))
             }
+            Err(ReadError::Blocked) if got => Poll::Ready(Ok(true)),
             Err(ReadError::Blocked) => match &state.error {
                 Some(error) => Poll::Ready(Err(StreamError::ConnectionLost(error.clone()))),
                 None => {

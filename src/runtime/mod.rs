@@ -5,6 +5,7 @@
 //! sockets of a group are bound up front on the calling thread: when the address asks for
 //! port 0, the first bind picks the port and the others reuse it.
 
+pub mod gather;
 pub mod io;
 pub mod tls;
 

@@ -7,9 +7,9 @@
 use bytes::{Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
-use super::io::STREAM_READ;
 use crate::quic::{RecvStream, SendStream};
-use crate::runtime::io::{read_more, write_bytes};
+use crate::runtime::gather::Gather;
+use crate::runtime::io::read_more;
 
 /// Stream reset code when the socket side of a spliced stream failed.
 pub const RESET_SOCKET_FAILED: u32 = 3;
@@ -60,25 +60,26 @@ async fn stream_to_socket<W: AsyncWriteRent>(
     wr: &mut W,
     first: Bytes,
 ) -> bool {
-    if write_bytes(wr, first).await.is_err() {
-        recv.stop(RESET_SOCKET_FAILED);
-        return false;
-    }
+    let mut gather = Gather::new();
+    gather.push(first);
     loop {
-        match recv.read_chunk(STREAM_READ).await {
-            Ok(Some(chunk)) => {
-                if write_bytes(wr, chunk).await.is_err() {
-                    recv.stop(RESET_SOCKET_FAILED);
+        if gather.is_empty() {
+            match recv.read_gather(&mut gather).await {
+                Ok(true) => {}
+                Ok(false) => return wr.shutdown().await.is_ok(),
+                Err(err) => {
+                    tracing::debug!("spliced stream failed: {err}");
+                    let _ = wr.shutdown().await;
                     return false;
                 }
             }
-            Ok(None) => return wr.shutdown().await.is_ok(),
-            Err(err) => {
-                tracing::debug!("spliced stream failed: {err}");
-                let _ = wr.shutdown().await;
-                return false;
-            }
         }
+        let (result, back) = gather.write_all(wr).await;
+        if result.is_err() {
+            recv.stop(RESET_SOCKET_FAILED);
+            return false;
+        }
+        gather = back;
     }
 }
 
