@@ -82,6 +82,76 @@ fn tiny_run_reports_both_paths_and_the_ratio() {
         assert!(ratio > 0.0, "{name}: ratio {ratio}");
         assert!(svg.join(format!("{name}.svg")).is_file());
     }
+
+    // Neither scenario is one the summary reads, so it has the paths and empty cells only.
+    let rows = report["summary"]["rows"].as_array().unwrap();
+    let paths: Vec<&str> = rows.iter().map(|r| r["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["direct", "tunnel"]);
+    assert_eq!(rows[1]["small_get_rps"], serde_json::Value::Null);
+    assert_eq!(report["skipped"], serde_json::json!([]));
+    assert!(table.contains("\nsummary: "), "{table}");
+}
+
+#[test]
+fn a_peer_that_does_not_start_is_skipped_with_its_reason() {
+    let dir = TempDir::new("bench-skip");
+    // A `rathole` that exits at once, first on PATH.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let fake = bin.join("rathole");
+    std::fs::write(&fake, "#!/bin/sh\necho refusing to run >&2\nexit 3\n").unwrap();
+    let mut permissions = std::fs::metadata(&fake).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&fake, permissions).unwrap();
+    let http = dir.path().join("tiny-get.toml");
+    std::fs::write(
+        &http,
+        "kind = \"http\"\nconnections = 2\nrequests = 50\nrounds = 1\n",
+    )
+    .unwrap();
+    let json = dir.path().join("out.json");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    let output = Command::new(BIN)
+        .args(["--loglevel", "warn", "bench", "--peer", "rathole"])
+        .arg(&http)
+        .arg("--json")
+        .arg(&json)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "adit bench failed:\n{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let skipped = report["skipped"].as_array().unwrap();
+    let names: Vec<&str> = skipped
+        .iter()
+        .map(|s| s["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["rathole", "rathole-tls"]);
+    for entry in skipped {
+        let reason = entry["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("rathole-server did not start: it exited (exit status: 3)"),
+            "{reason}"
+        );
+        assert!(reason.ends_with("refusing to run"), "{reason}");
+    }
+    let paths: Vec<&str> = report["scenarios"][0]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["direct", "tunnel"]);
+    assert!(
+        stderr.contains("skipping rathole-tls: rathole-server did not start"),
+        "{stderr}"
+    );
 }
 
 const BASE: &str = r#"{"adit_version":"0.1.0","cores":2,"load_generator":"x","scenarios":[

@@ -132,6 +132,8 @@ mod tests {
             adit_version: "0.1.0".into(),
             cores: 2,
             load_generator: "test".into(),
+            skipped: Vec::new(),
+            summary: Default::default(),
             scenarios: scenarios
                 .into_iter()
                 .map(|(name, unit, paths)| ScenarioReport {

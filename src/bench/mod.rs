@@ -15,9 +15,11 @@
 pub mod compare;
 pub mod peer;
 pub mod procstat;
+pub mod rathole;
 pub mod report;
 pub mod scenario;
 pub mod stack;
+pub mod summary;
 pub mod svg;
 
 use std::path::{Path, PathBuf};
@@ -50,6 +52,8 @@ pub enum BenchError {
         reason: String,
         log: String,
     },
+    #[error("cannot prepare {what}: {reason}")]
+    Prepare { what: String, reason: String },
     #[error("{command} failed: {stderr}")]
     Control { command: String, stderr: String },
     #[error("{scenario} via {path}: {error}")]
@@ -100,21 +104,20 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let stack = Stack::start(&options.exe, options.workers, with_tcp)?;
 
     let mut peers = Vec::new();
+    let mut skipped = Vec::new();
     for kind in &options.peers {
-        let started = peer::start(
-            *kind,
-            stack.dir.path(),
-            stack.origin,
-            stack.echo,
-            options.workers,
-        )?;
-        match started {
-            Some(peer) => peers.push(peer),
-            None => (options.say)(&format!(
-                "skipping {}: not installed (install it with `{}`)",
-                kind.name(),
-                kind.install_hint()
-            )),
+        let dir = stack.dir.path();
+        for (path, started) in peer::start(*kind, dir, stack.origin, stack.echo, options.workers) {
+            match started {
+                Ok(peer) => peers.push(peer),
+                Err(reason) => {
+                    (options.say)(&format!("skipping {}: {reason}", path.name()));
+                    skipped.push(report::SkippedPath {
+                        path: path.name().to_owned(),
+                        reason,
+                    });
+                }
+            }
         }
     }
 
@@ -123,11 +126,14 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         let routes = routes(scenario, &stack, &peers, options.say);
         scenarios.push(run_scenario(options, scenario, &routes)?);
     }
+    let summary = summary::Summary::of(&scenarios);
     Ok(BenchReport {
         adit_version: env!("CARGO_PKG_VERSION").to_owned(),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         load_generator: LOAD_GENERATOR.to_owned(),
         scenarios,
+        skipped,
+        summary,
     })
 }
 

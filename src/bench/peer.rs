@@ -1,12 +1,14 @@
 //! Other programs run side by side with adit (`--peer`): nginx and HAProxy as a one-hop
-//! reverse proxy in front of the same origins, rathole as a tunnel (server and client). Their
-//! configs are generated into the run's scratch directory and listen on loopback only; a peer
-//! that is not installed is skipped with a hint on how to install it.
+//! reverse proxy in front of the same origins, rathole as a tunnel (server and client, over
+//! its plain TCP and its TLS transport: two paths). Their configs are generated into the run's
+//! scratch directory and listen on loopback only; a peer path that is not installed or does
+//! not start is skipped with the reason.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::stack::{echo_ok, free_tcp, http_ok, Child, HTTP_HOST};
+use super::rathole;
+use super::stack::{echo_ok, free_tcp, http_ok, wait_all_ready, Child, HTTP_HOST};
 use super::BenchError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -32,6 +34,37 @@ impl PeerKind {
             PeerKind::Rathole => "cargo install rathole",
         }
     }
+
+    /// The paths this program is measured as.
+    pub fn paths(self) -> &'static [PeerPath] {
+        match self {
+            PeerKind::Nginx => &[PeerPath::Nginx],
+            PeerKind::Haproxy => &[PeerPath::Haproxy],
+            PeerKind::Rathole => &[PeerPath::Rathole, PeerPath::RatholeTls],
+        }
+    }
+}
+
+/// One way through a peer program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerPath {
+    Nginx,
+    Haproxy,
+    /// rathole over its plain TCP transport.
+    Rathole,
+    /// rathole over its TLS transport.
+    RatholeTls,
+}
+
+impl PeerPath {
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerPath::Nginx => "nginx",
+            PeerPath::Haproxy => "haproxy",
+            PeerPath::Rathole => "rathole",
+            PeerPath::RatholeTls => "rathole-tls",
+        }
+    }
 }
 
 /// A running peer: where its HTTP and TCP entries listen, and its processes.
@@ -52,71 +85,127 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// Starts `kind` in front of `origin` and `echo`; `Ok(None)` when it is not installed.
+/// Starts every path of `kind` in front of `origin` and `echo`: each path with the running
+/// peer, or the reason it is skipped.
 pub fn start(
     kind: PeerKind,
     dir: &Path,
     origin: SocketAddr,
     echo: SocketAddr,
     workers: usize,
-) -> Result<Option<Peer>, BenchError> {
+) -> Vec<(PeerPath, Result<Peer, String>)> {
     let Some(program) = find_program(kind.name()) else {
-        return Ok(None);
+        let reason = format!("not installed (install it with `{}`)", kind.install_hint());
+        return kind
+            .paths()
+            .iter()
+            .map(|p| (*p, Err(reason.clone())))
+            .collect();
     };
-    let dir = dir.join(kind.name());
-    std::fs::create_dir_all(&dir)?;
+    let ends = Ends {
+        program: &program,
+        origin,
+        echo,
+        workers,
+    };
+    kind.paths()
+        .iter()
+        .map(|path| {
+            let started = start_path(*path, &dir.join(path.name()), &ends);
+            (*path, started.map_err(|e| e.to_string()))
+        })
+        .collect()
+}
+
+/// What every peer path is started with.
+struct Ends<'a> {
+    program: &'a Path,
+    origin: SocketAddr,
+    echo: SocketAddr,
+    workers: usize,
+}
+
+fn start_path(path: PeerPath, dir: &Path, ends: &Ends) -> Result<Peer, BenchError> {
+    std::fs::create_dir_all(dir)?;
     let (http, tcp) = (free_tcp()?, free_tcp()?);
-    let mut peer = match kind {
-        PeerKind::Nginx => {
-            let stream = nginx_stream_module(&program);
+    let (origin, echo, workers) = (ends.origin, ends.echo, ends.workers);
+    let (tcp, processes) = match path {
+        PeerPath::Nginx => {
+            let stream = nginx_stream_module(ends.program);
             let tcp = stream.as_ref().map(|_| tcp);
-            let conf = nginx_config(&dir, http, origin, tcp.map(|t| (t, echo)), stream, workers);
-            let path = dir.join("nginx.conf");
-            std::fs::write(&path, conf)?;
-            let args = args(&["-p", &dir.to_string_lossy(), "-c", &path.to_string_lossy()]);
-            let child = Child::spawn("nginx", &program, &args, &dir)?;
-            Peer {
-                name: "nginx",
+            let conf = nginx_config(dir, http, origin, tcp.map(|t| (t, echo)), stream, workers);
+            let conf_path = dir.join("nginx.conf");
+            std::fs::write(&conf_path, conf)?;
+            let args = args(&[
+                "-p",
+                &dir.to_string_lossy(),
+                "-c",
+                &conf_path.to_string_lossy(),
+            ]);
+            (tcp, vec![Child::spawn("nginx", ends.program, &args, dir)?])
+        }
+        PeerPath::Haproxy => {
+            let conf_path = dir.join("haproxy.cfg");
+            std::fs::write(&conf_path, haproxy_config(http, origin, tcp, echo, workers))?;
+            let args = args(&["-db", "-f", &conf_path.to_string_lossy()]);
+            (
+                Some(tcp),
+                vec![Child::spawn("haproxy", ends.program, &args, dir)?],
+            )
+        }
+        PeerPath::Rathole | PeerPath::RatholeTls => {
+            let transport = if path == PeerPath::RatholeTls {
+                let files = rathole::make_identity(dir).map_err(|reason| BenchError::Prepare {
+                    what: path.name().to_owned(),
+                    reason,
+                })?;
+                rathole::Transport::Tls(files)
+            } else {
+                rathole::Transport::Tcp
+            };
+            let addrs = rathole::Addresses {
+                control: free_tcp()?,
                 http,
+                origin,
                 tcp,
-                processes: vec![child],
-            }
-        }
-        PeerKind::Haproxy => {
-            let path = dir.join("haproxy.cfg");
-            std::fs::write(&path, haproxy_config(http, origin, tcp, echo, workers))?;
-            let args = args(&["-db", "-f", &path.to_string_lossy()]);
-            let child = Child::spawn("haproxy", &program, &args, &dir)?;
-            Peer {
-                name: "haproxy",
-                http,
-                tcp: Some(tcp),
-                processes: vec![child],
-            }
-        }
-        PeerKind::Rathole => {
-            let control = free_tcp()?;
-            let (server, client) = rathole_configs(control, http, origin, tcp, echo);
-            let (server_path, client_path) = (dir.join("server.toml"), dir.join("client.toml"));
-            std::fs::write(&server_path, server)?;
-            std::fs::write(&client_path, client)?;
-            let s_args = args(&["-s", &server_path.to_string_lossy()]);
-            let c_args = args(&["-c", &client_path.to_string_lossy()]);
-            let server = Child::spawn("rathole-server", &program, &s_args, &dir)?;
-            let client = Child::spawn("rathole-client", &program, &c_args, &dir)?;
-            Peer {
-                name: "rathole",
-                http,
-                tcp: Some(tcp),
-                processes: vec![server, client],
-            }
+                echo,
+            };
+            (
+                Some(tcp),
+                start_rathole(ends.program, dir, &addrs, &transport)?,
+            )
         }
     };
-    let tcp = peer.tcp;
-    if let Some(first) = peer.processes.first_mut() {
-        first.wait_ready(|| http_ok(http, HTTP_HOST) && tcp.is_none_or(echo_ok))?;
-    }
-    Ok(Some(peer))
+    let mut peer = Peer {
+        name: path.name(),
+        http,
+        tcp,
+        processes,
+    };
+    wait_all_ready(&mut peer.processes, || {
+        http_ok(http, HTTP_HOST) && tcp.is_none_or(echo_ok)
+    })?;
+    Ok(peer)
+}
+
+/// rathole's server, then its client; the server's config must exist before the client
+/// dials, or the client waits out its retry interval.
+fn start_rathole(
+    program: &Path,
+    dir: &Path,
+    addrs: &rathole::Addresses,
+    transport: &rathole::Transport,
+) -> Result<Vec<Child>, BenchError> {
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let (server, client) = rathole::configs(addrs, &token, transport);
+    let (server_path, client_path) = (dir.join("server.toml"), dir.join("client.toml"));
+    std::fs::write(&server_path, server)?;
+    std::fs::write(&client_path, client)?;
+    let s_args = args(&["-s", &server_path.to_string_lossy()]);
+    let c_args = args(&["-c", &client_path.to_string_lossy()]);
+    let server = Child::spawn("rathole-server", program, &s_args, dir)?;
+    let client = Child::spawn("rathole-client", program, &c_args, dir)?;
+    Ok(vec![server, client])
 }
 
 fn args(list: &[&str]) -> Vec<String> {
@@ -189,28 +278,6 @@ fn haproxy_config(
     )
 }
 
-/// rathole's server (public side) and client (next to the origins) configs.
-fn rathole_configs(
-    control: SocketAddr,
-    http: SocketAddr,
-    origin: SocketAddr,
-    tcp: SocketAddr,
-    echo: SocketAddr,
-) -> (String, String) {
-    let token = uuid::Uuid::new_v4().simple().to_string();
-    let server = format!(
-        "[server]\nbind_addr = \"{control}\"\ndefault_token = \"{token}\"\n\n\
-         [server.services.http]\nbind_addr = \"{http}\"\n\n\
-         [server.services.tcp]\nbind_addr = \"{tcp}\"\n"
-    );
-    let client = format!(
-        "[client]\nremote_addr = \"{control}\"\ndefault_token = \"{token}\"\n\n\
-         [client.services.http]\nlocal_addr = \"{origin}\"\n\n\
-         [client.services.tcp]\nlocal_addr = \"{echo}\"\n"
-    );
-    (server, client)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,11 +289,23 @@ mod tests {
     #[test]
     fn haproxy_listens_on_loopback_only() {
         let cfg = haproxy_config(addr(1), addr(2), addr(3), addr(4), 2);
-        assert!(cfg.contains("nbthread 2\n"));
-        assert!(cfg.contains("bind 127.0.0.1:1\n"));
-        assert!(cfg.contains("server origin 127.0.0.1:2\n"));
-        assert!(cfg.contains("bind 127.0.0.1:3\n"));
-        assert!(cfg.contains("server echo 127.0.0.1:4\n"));
+        assert_eq!(
+            cfg,
+            "global\n  maxconn 4096\n  nbthread 2\n\
+             defaults\n  mode http\n  option http-keep-alive\n  timeout connect 5s\n  \
+             timeout client 60s\n  timeout server 60s\n\
+             frontend http_in\n  bind 127.0.0.1:1\n  default_backend origin\n\
+             backend origin\n  http-reuse always\n  server origin 127.0.0.1:2\n\
+             frontend tcp_in\n  mode tcp\n  bind 127.0.0.1:3\n  default_backend echo\n\
+             backend echo\n  mode tcp\n  server echo 127.0.0.1:4\n"
+        );
+    }
+
+    #[test]
+    fn rathole_runs_as_two_paths() {
+        let names: Vec<&str> = PeerKind::Rathole.paths().iter().map(|p| p.name()).collect();
+        assert_eq!(names, ["rathole", "rathole-tls"]);
+        assert_eq!(PeerKind::Nginx.paths(), [PeerPath::Nginx]);
     }
 
     #[test]
@@ -241,20 +320,5 @@ mod tests {
         assert!(with.starts_with("load_module m.so;\ndaemon off;\n"));
         assert!(with
             .ends_with("stream {\n  server { listen 127.0.0.1:3; proxy_pass 127.0.0.1:4; }\n}\n"));
-    }
-
-    #[test]
-    fn rathole_pairs_share_a_token() {
-        let (server, client) = rathole_configs(addr(1), addr(2), addr(3), addr(4), addr(5));
-        let token = |text: &str| {
-            let line = text
-                .lines()
-                .find(|l| l.starts_with("default_token"))
-                .unwrap();
-            line.to_owned()
-        };
-        assert_eq!(token(&server), token(&client));
-        assert!(server.contains("[server.services.http]\nbind_addr = \"127.0.0.1:2\""));
-        assert!(client.contains("[client.services.tcp]\nlocal_addr = \"127.0.0.1:5\""));
     }
 }

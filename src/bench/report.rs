@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use super::summary::{self, Summary};
+
 /// A whole run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BenchReport {
@@ -16,6 +18,18 @@ pub struct BenchReport {
     /// Which load generator measured.
     pub load_generator: String,
     pub scenarios: Vec<ScenarioReport>,
+    /// Peer paths that were asked for but could not run.
+    #[serde(default)]
+    pub skipped: Vec<SkippedPath>,
+    /// One row per path across the scenarios (see [`super::summary`]).
+    #[serde(default)]
+    pub summary: Summary,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedPath {
+    pub path: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,6 +127,12 @@ impl ScenarioReport {
 }
 
 impl PathReport {
+    /// CPU per unit of all the path's proxying processes together; `None` without any.
+    pub fn proxy_cpu_per_unit(&self) -> Option<f64> {
+        let all = self.processes.iter().map(|p| p.cpu_per_unit);
+        (!self.processes.is_empty()).then(|| all.sum())
+    }
+
     /// The throughput a regression gate watches: bytes/s for bulk, requests/s otherwise.
     pub fn throughput(&self, bulk: bool) -> f64 {
         if bulk {
@@ -249,7 +269,7 @@ pub fn format_us(us: u64) -> String {
     }
 }
 
-fn format_rate(per_sec: f64) -> String {
+pub(crate) fn format_rate(per_sec: f64) -> String {
     match per_sec {
         r if r >= 1e6 => format!("{:.2}M", r / 1e6),
         r if r >= 1e4 => format!("{:.1}k", r / 1e3),
@@ -266,19 +286,39 @@ fn format_bytes_rate(per_sec: f64) -> String {
     }
 }
 
-fn format_cpu(process: &ProcessReport, bulk: bool) -> String {
-    let per = if bulk {
-        format!("{:.2}s/GiB", process.cpu_per_unit)
-    } else if process.cpu_per_unit < 1e-3 {
-        format!("{:.1}µs/req", process.cpu_per_unit * 1e6)
+fn format_cpu_per_unit(per_unit: f64, bulk: bool) -> String {
+    if bulk {
+        format!("{per_unit:.2}s/GiB")
+    } else if per_unit < 1e-3 {
+        format!("{:.1}µs/req", per_unit * 1e6)
     } else {
-        format!("{:.2}ms/req", process.cpu_per_unit * 1e3)
-    };
+        format!("{:.2}ms/req", per_unit * 1e3)
+    }
+}
+
+fn format_cpu(process: &ProcessReport, bulk: bool) -> String {
     format!(
-        "{} {per} {:.1}MiB",
+        "{} {} {:.1}MiB",
         process.role,
+        format_cpu_per_unit(process.cpu_per_unit, bulk),
         process.peak_rss_kib as f64 / 1024.0
     )
+}
+
+/// The CPU line of a path: each process, and their sum when there are several.
+fn format_processes(path: &PathReport, bulk: bool) -> String {
+    let each: Vec<String> = path.processes.iter().map(|p| format_cpu(p, bulk)).collect();
+    let mut line = each.join(", ");
+    if let (Some(total), true) = (path.proxy_cpu_per_unit(), path.processes.len() > 1) {
+        let rss: u64 = path.processes.iter().map(|p| p.peak_rss_kib).sum();
+        let _ = write!(
+            line,
+            "; total {} {:.1}MiB",
+            format_cpu_per_unit(total, bulk),
+            rss as f64 / 1024.0
+        );
+    }
+    line
 }
 
 /// The terminal table: one row per path, the ratios, then CPU and memory per process.
@@ -307,12 +347,8 @@ pub fn table(report: &BenchReport) -> String {
                 path.errors
             );
             if !path.processes.is_empty() {
-                let procs: Vec<String> = path
-                    .processes
-                    .iter()
-                    .map(|p| format_cpu(p, scenario.is_bulk()))
-                    .collect();
-                let _ = writeln!(out, "{:<16}   cpu, peak rss: {}", "", procs.join(", "));
+                let procs = format_processes(path, scenario.is_bulk());
+                let _ = writeln!(out, "{:<16}   cpu, peak rss: {procs}", "");
             }
         }
         let ratios = scenario
@@ -331,6 +367,13 @@ pub fn table(report: &BenchReport) -> String {
                 "", ratio.p50, ratio.p99
             );
         }
+    }
+    for skipped in &report.skipped {
+        let _ = writeln!(out, "skipped {}: {}", skipped.path, skipped.reason);
+    }
+    if !report.summary.is_empty() {
+        out.push('\n');
+        out.push_str(&summary::table(&report.summary));
     }
     out
 }
@@ -392,5 +435,30 @@ mod tests {
         assert_eq!(format_cpu(&edge, false), "edge 102.3µs/req 47.1MiB");
         edge.cpu_per_unit = 11.97;
         assert_eq!(format_cpu(&edge, true), "edge 11.97s/GiB 47.1MiB");
+    }
+
+    #[test]
+    fn several_processes_show_their_sum() {
+        let mut tally = PathTally::new("rathole-tls");
+        let h = Histogram::<u64>::new(3).unwrap();
+        let ticks = [
+            ("rathole-server".to_owned(), 3u64),
+            ("rathole-client".to_owned(), 1),
+        ];
+        tally.add_round(10_000, 0, 0, 1.0, &h, &ticks);
+        let peaks = [
+            ("rathole-server".to_owned(), 4096u64),
+            ("rathole-client".to_owned(), 1024),
+        ];
+        let path = tally.finish(false, 100, &peaks);
+        assert_eq!(path.proxy_cpu_per_unit(), Some(4e-6));
+        assert_eq!(
+            format_processes(&path, false),
+            "rathole-server 3.0µs/req 4.0MiB, rathole-client 1.0µs/req 1.0MiB; \
+             total 4.0µs/req 5.0MiB"
+        );
+        let alone = PathTally::new("direct").finish(false, 100, &[]);
+        assert_eq!(alone.proxy_cpu_per_unit(), None);
+        assert_eq!(format_processes(&alone, false), "");
     }
 }

@@ -497,6 +497,7 @@ mod tests {
             [
                 "concurrent-1000",
                 "get-1mib",
+                "open-loop-10k",
                 "open-loop-p99",
                 "small-get",
                 "tcp-bulk",
@@ -505,6 +506,17 @@ mod tests {
             ]
         );
         assert_eq!(all[0].connections, 1000);
+        let open = &all[2];
+        assert_eq!(open.connections, 100);
+        assert_eq!(
+            open.load,
+            Load::Http(HttpScenario {
+                method: "GET".into(),
+                path: "/".into(),
+                body_size: 0,
+                rate: Some(10_000.0),
+            })
+        );
         let missing = resolve(&dir, &["nope".to_owned()]).unwrap_err().to_string();
         assert_eq!(
             missing,

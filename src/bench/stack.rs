@@ -72,6 +72,8 @@ impl Child {
             .args(args)
             .current_dir(dir)
             .env("ADIT_LOGLEVEL", "warn")
+            // rathole logs every visitor connection at its default level.
+            .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
@@ -96,26 +98,48 @@ impl Child {
     }
 
     /// Waits until `ready` holds, failing early if the child exits.
-    pub fn wait_ready(&mut self, mut ready: impl FnMut() -> bool) -> Result<(), BenchError> {
-        let deadline = Instant::now() + STARTUP;
-        loop {
-            if ready() {
-                return Ok(());
-            }
-            let exited = self.child.try_wait().ok().flatten();
-            if exited.is_some() || Instant::now() > deadline {
-                let reason = match exited {
-                    Some(status) => format!("it exited ({status})"),
-                    None => format!("not ready after {STARTUP:?}"),
-                };
-                return Err(BenchError::Startup {
-                    what: self.role.clone(),
-                    reason,
-                    log: tail(&self.log_text(), 20),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
+    pub fn wait_ready(&mut self, ready: impl FnMut() -> bool) -> Result<(), BenchError> {
+        wait_all_ready(std::slice::from_mut(self), ready)
+    }
+
+    /// Whether the child has exited, with its status.
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    fn startup_error(&self, reason: String) -> BenchError {
+        BenchError::Startup {
+            what: self.role.clone(),
+            reason,
+            log: tail(&self.log_text(), 20),
         }
+    }
+}
+
+/// Waits until `ready` holds, failing early (with that child's log) if any of `children`
+/// exits: a tunnel's client dying must not look like a slow start.
+pub fn wait_all_ready(
+    children: &mut [Child],
+    mut ready: impl FnMut() -> bool,
+) -> Result<(), BenchError> {
+    let deadline = Instant::now() + STARTUP;
+    loop {
+        if ready() {
+            return Ok(());
+        }
+        let exited = children
+            .iter_mut()
+            .find_map(|c| c.exited().map(|status| (c, status)));
+        if let Some((child, status)) = exited {
+            return Err(child.startup_error(format!("it exited ({status})")));
+        }
+        if Instant::now() > deadline {
+            let Some(first) = children.first() else {
+                return Ok(());
+            };
+            return Err(first.startup_error(format!("not ready after {STARTUP:?}")));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
