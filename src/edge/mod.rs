@@ -49,6 +49,8 @@ pub struct EdgeConfig {
     pub listen_https: SocketAddr,
     pub listen_admin: SocketAddr,
     pub workers: usize,
+    /// Pin worker `i` to the `i`-th CPU the process may run on.
+    pub pin_cpus: bool,
     pub limits: proxy::ClientLimits,
     /// The certificates of the HTTPS listener; the first is the default (see [`tls`]).
     pub tls: Vec<tls::CertFiles>,
@@ -154,7 +156,8 @@ pub fn start(config: EdgeConfig) -> anyhow::Result<Edge> {
     let worker_metrics = metrics.clone();
     let clients: Vec<Arc<drain::ClientCounts>> = (0..workers).map(|_| Arc::default()).collect();
     let worker_clients = clients.clone();
-    let threads = runtime::spawn_workers("edge", items, move |index, sockets: WorkerSockets| {
+    let pin = config.pin_cpus;
+    let threads = runtime::spawn_pinned_workers("edge", items, pin, move |index, sockets| {
         let worker = Rc::new(Worker::new(
             index,
             limits,

@@ -5,6 +5,7 @@
 //! sockets of a group are bound up front on the calling thread: when the address asks for
 //! port 0, the first bind picks the port and the others reuse it.
 
+pub mod affinity;
 pub mod io;
 pub mod tls;
 
@@ -44,16 +45,44 @@ where
     F: Fn(usize, T) -> Fut + Send + Clone + 'static,
     Fut: Future<Output = ()>,
 {
+    spawn_pinned_workers(name, items, false, body)
+}
+
+/// As [`spawn_workers`]; with `pin_cpus`, worker `i` first pins itself to the `i`-th CPU the
+/// process may run on ([`affinity`]), before its runtime and ring exist.
+pub fn spawn_pinned_workers<T, F, Fut>(
+    name: &str,
+    items: Vec<T>,
+    pin_cpus: bool,
+    body: F,
+) -> std::io::Result<Vec<JoinHandle<()>>>
+where
+    T: Send + 'static,
+    F: Fn(usize, T) -> Fut + Send + Clone + 'static,
+    Fut: Future<Output = ()>,
+{
+    // Read once, on this thread: it is the mask every worker inherits.
+    let allowed = if pin_cpus {
+        std::sync::Arc::new(affinity::allowed_cpus()?)
+    } else {
+        Default::default()
+    };
     items
         .into_iter()
         .enumerate()
         .map(|(index, item)| {
             let body = body.clone();
+            let allowed = allowed.clone();
             std::thread::Builder::new()
                 .name(format!("{name}-{index}"))
-                .spawn(move || match block_on(body(index, item)) {
-                    Ok(()) => {}
-                    Err(err) => tracing::error!(worker = index, "cannot start runtime: {err}"),
+                .spawn(move || {
+                    if pin_cpus {
+                        affinity::pin_worker(index, &allowed);
+                    }
+                    match block_on(body(index, item)) {
+                        Ok(()) => {}
+                        Err(err) => tracing::error!(worker = index, "cannot start runtime: {err}"),
+                    }
                 })
         })
         .collect()
