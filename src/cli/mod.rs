@@ -526,6 +526,10 @@ pub struct OriginArgs {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     signals::block()?;
     init_logging(&cli.loglevel, cli.logfile.as_deref(), cli.log_format)?;
+    match crate::runtime::raise_open_files() {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(err) => tracing::warn!("cannot raise the open file limit: {err}"),
+    }
     // A fatal error also goes to the log file (or the JSON stream) an operator watches;
     // main prints it to standard error as well.
     let logged = cli.logfile.is_some() || cli.log_format == LogFormat::Json;

@@ -16,6 +16,7 @@
 pub mod config;
 pub mod drain;
 pub mod error;
+mod idle;
 pub mod proxy;
 pub mod response;
 pub mod tls;

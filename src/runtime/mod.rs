@@ -18,6 +18,28 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// Backlog of each public listening socket.
 const LISTEN_BACKLOG: i32 = 4096;
 
+/// Raises this process's soft open-file limit to its hard limit and returns the new limit.
+/// Every client, origin and tunnel socket is a descriptor, and the usual soft limit of 1024
+/// runs out near a thousand clients; the hard limit is the operator's (`tuning/`).
+pub fn raise_open_files() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: `limit` is a valid rlimit whose soft value equals its hard one.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
 /// One worker per core unless told otherwise.
 pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
