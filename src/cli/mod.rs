@@ -262,6 +262,10 @@ pub struct EdgeArgs {
     /// Data-plane worker threads (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Pin worker thread i to CPU i of those the process may run on (taskset, cpusets),
+    /// wrapping around; off by default.
+    #[arg(long)]
+    pub pin_cpus: bool,
     /// Close a client connection that sends no request for this long.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub idle_timeout: std::time::Duration,
@@ -455,6 +459,10 @@ pub struct RunArgs {
     /// Data-plane worker threads (default: one per core, at most --ha-connections).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Pin worker thread i to CPU i of those the process may run on (taskset, cpusets),
+    /// wrapping around; off by default.
+    #[arg(long)]
+    pub pin_cpus: bool,
     /// TCP address of the metrics server (/metrics, /ready, /healthcheck) [default: the
     /// first free of 127.0.0.1:20241-20245, else any free port].
     #[arg(long)]
@@ -495,6 +503,9 @@ pub struct QuickArgs {
     /// Data-plane worker threads for the edge and the connector each (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Pin edge and connector worker i alike to CPU i of those the process may run on.
+    #[arg(long)]
+    pub pin_cpus: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -515,6 +526,10 @@ pub struct OriginArgs {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     signals::block()?;
     init_logging(&cli.loglevel, cli.logfile.as_deref(), cli.log_format)?;
+    match crate::runtime::raise_open_files() {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(err) => tracing::warn!("cannot raise the open file limit: {err}"),
+    }
     // A fatal error also goes to the log file (or the JSON stream) an operator watches;
     // main prints it to standard error as well.
     let logged = cli.logfile.is_some() || cli.log_format == LogFormat::Json;
@@ -585,6 +600,12 @@ mod tests {
         );
         let plain = anyhow::anyhow!("inner").context("outer");
         assert_eq!(report(&plain), "outer: inner");
+    }
+
+    #[test]
+    fn cpu_pinning_is_off_unless_asked() {
+        assert!(!run_args(&[]).unwrap().pin_cpus);
+        assert!(run_args(&["--pin-cpus"]).unwrap().pin_cpus);
     }
 
     #[test]

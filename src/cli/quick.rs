@@ -63,6 +63,7 @@ pub fn quick(args: QuickArgs) -> anyhow::Result<ExitCode> {
         listen_https: "127.0.0.1:0".parse()?,
         listen_admin: "127.0.0.1:0".parse()?,
         workers,
+        pin_cpus: args.pin_cpus,
         limits: Default::default(),
         tls: Vec::new(),
     })?;
@@ -75,6 +76,7 @@ pub fn quick(args: QuickArgs) -> anyhow::Result<ExitCode> {
         ingress,
         ha_connections: 4,
         workers,
+        pin_cpus: args.pin_cpus,
         edge: Some(edge.tunnel_addr),
     })?;
 

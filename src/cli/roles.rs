@@ -100,6 +100,7 @@ fn edge_config(args: EdgeArgs) -> anyhow::Result<(EdgeConfig, Duration)> {
             .workers
             .or(file.workers)
             .unwrap_or_else(runtime::default_workers),
+        pin_cpus: args.pin_cpus || file.pin_cpus.unwrap_or(false),
         tls,
         limits: ClientLimits {
             idle_timeout: args.idle_timeout,
@@ -185,6 +186,7 @@ pub fn connector(args: RunArgs) -> anyhow::Result<ExitCode> {
         ingress,
         ha_connections: args.ha_connections,
         workers,
+        pin_cpus: args.pin_cpus,
         edge: args.edge,
     })?;
     let _metrics = connector_metrics(&connector, metrics)?;
@@ -252,7 +254,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("edge.yml");
         let text = "listen-http: 127.0.0.1:80\nlisten-https: 127.0.0.1:443\nworkers: 3\n\
-                    grace-period: 5s\ntls:\n  - cert: a.pem\n    key: a.key\n";
+                    pin-cpus: true\ngrace-period: 5s\ntls:\n  - cert: a.pem\n    key: a.key\n";
         std::fs::write(&path, text).unwrap();
         let config_arg = path.to_str().unwrap();
 
@@ -271,6 +273,7 @@ mod tests {
         assert_eq!(config.listen_tunnel, "127.0.0.1:7844".parse().unwrap());
         assert_eq!(config.listen_admin, "127.0.0.1:7070".parse().unwrap());
         assert_eq!(config.workers, 3);
+        assert!(config.pin_cpus);
         assert_eq!(config.data_dir, PathBuf::from("state"));
         let a = (dir.join("a.pem"), dir.join("a.key"));
         assert_eq!(
@@ -300,9 +303,12 @@ mod tests {
             vec![files("b.pem", "b.key"), files("c.pem", "c.key")]
         );
 
-        // Without a file, the default.
-        let (_, grace) = edge_config(edge_args(&[])).unwrap();
+        // Without a file, the defaults; the flag alone pins.
+        let (config, grace) = edge_config(edge_args(&[])).unwrap();
         assert_eq!(grace, Duration::from_secs(30));
+        assert!(!config.pin_cpus);
+        let (config, _) = edge_config(edge_args(&["--pin-cpus"])).unwrap();
+        assert!(config.pin_cpus);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

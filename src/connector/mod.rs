@@ -57,6 +57,8 @@ pub struct ConnectorConfig {
     pub ingress: Ingress,
     pub ha_connections: u8,
     pub workers: usize,
+    /// Pin worker `i` to the `i`-th CPU the process may run on.
+    pub pin_cpus: bool,
     /// The edge's tunnel address; the credentials file's when `None`.
     pub edge: Option<SocketAddr>,
 }
@@ -150,7 +152,9 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
 
     let metrics: Vec<Arc<ConnectorMetrics>> = (0..workers).map(|_| Arc::default()).collect();
     let worker_metrics = metrics.clone();
-    let threads = runtime::spawn_workers("connector", items, move |index, (sockets, inbox)| {
+    let pin = config.pin_cpus;
+    let threads = runtime::spawn_pinned_workers("connector", items, pin, move |index, item| {
+        let (sockets, inbox) = item;
         let metrics = worker_metrics[index].clone();
         let settings = settings.clone();
         let ingress = ingress.clone();

@@ -7,6 +7,7 @@
 //! listen-admin: 127.0.0.1:7070
 //! data-dir: /var/lib/adit
 //! workers: 4
+//! pin-cpus: true                  # worker i on CPU i (default false)
 //! grace-period: 30s               # how long a stop waits for requests in flight
 //! tls:
 //!   - cert: example.com.pem       # certificate chain, leaf first
@@ -35,6 +36,7 @@ pub struct EdgeFile {
     pub listen_admin: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub workers: Option<usize>,
+    pub pin_cpus: Option<bool>,
     #[serde(default, deserialize_with = "grace_period")]
     pub grace_period: Option<std::time::Duration>,
     #[serde(default)]
@@ -116,7 +118,7 @@ mod tests {
     fn every_key_parses_and_paths_resolve_against_the_file() {
         let text = "listen-http: 127.0.0.1:80\nlisten-https: 127.0.0.1:443\n\
                     listen-tunnel: 127.0.0.1:7844\nlisten-admin: 127.0.0.1:7070\n\
-                    data-dir: state\nworkers: 3\ngrace-period: 1m 30s\n\
+                    data-dir: state\nworkers: 3\npin-cpus: true\ngrace-period: 1m 30s\n\
                     tls:\n  - cert: a.pem\n    key: /keys/a.key\n";
         let file = EdgeFile::parse(text, Path::new("/etc/adit/edge.yml")).unwrap();
         assert_eq!(
@@ -128,6 +130,7 @@ mod tests {
                 listen_admin: Some("127.0.0.1:7070".parse().unwrap()),
                 data_dir: Some(PathBuf::from("/etc/adit/state")),
                 workers: Some(3),
+                pin_cpus: Some(true),
                 grace_period: Some(std::time::Duration::from_secs(90)),
                 tls: vec![CertFiles {
                     cert: PathBuf::from("/etc/adit/a.pem"),
@@ -164,7 +167,7 @@ mod tests {
             err,
             "edge config file edge.yml: unknown field `listen-htp`, expected one of \
              `listen-http`, `listen-https`, `listen-tunnel`, `listen-admin`, `data-dir`, \
-             `workers`, `grace-period`, `tls`"
+             `workers`, `pin-cpus`, `grace-period`, `tls`"
         );
 
         let text = "tls:\n  - cert: a.pem\n    key: a.key\n    chain: b.pem\n";

@@ -16,6 +16,7 @@
 pub mod config;
 pub mod drain;
 pub mod error;
+mod idle;
 pub mod proxy;
 pub mod response;
 pub mod tls;
@@ -49,6 +50,8 @@ pub struct EdgeConfig {
     pub listen_https: SocketAddr,
     pub listen_admin: SocketAddr,
     pub workers: usize,
+    /// Pin worker `i` to the `i`-th CPU the process may run on.
+    pub pin_cpus: bool,
     pub limits: proxy::ClientLimits,
     /// The certificates of the HTTPS listener; the first is the default (see [`tls`]).
     pub tls: Vec<tls::CertFiles>,
@@ -154,7 +157,8 @@ pub fn start(config: EdgeConfig) -> anyhow::Result<Edge> {
     let worker_metrics = metrics.clone();
     let clients: Vec<Arc<drain::ClientCounts>> = (0..workers).map(|_| Arc::default()).collect();
     let worker_clients = clients.clone();
-    let threads = runtime::spawn_workers("edge", items, move |index, sockets: WorkerSockets| {
+    let pin = config.pin_cpus;
+    let threads = runtime::spawn_pinned_workers("edge", items, pin, move |index, sockets| {
         let worker = Rc::new(Worker::new(
             index,
             limits,

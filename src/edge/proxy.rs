@@ -34,7 +34,7 @@ use super::worker::{TunnelConn, Worker, WorkerMsg};
 use crate::http::{self, BodyDecoder, BodyFraming, HeadError, RequestHead, Version};
 use crate::metrics::Counter;
 use crate::quic::{RecvStream, SendStream, StreamError};
-use crate::runtime::io::{body_chunk, read_more, write_all};
+use crate::runtime::io::{body_chunk, write_all};
 use crate::tunnel::frame::{self, BodyLen, RequestLine, StreamKind};
 use crate::tunnel::splice::splice;
 
@@ -75,6 +75,12 @@ pub trait ClientStream: AsyncReadRent + AsyncWriteRent + Split + Sized + 'static
 
     /// The connection in a form another worker can adopt, or `self` back when it cannot move.
     fn into_handoff(self) -> Result<HandoffStream, Self>;
+
+    /// Returns once the client has sent something, lending the kernel no buffer
+    /// ([`super::idle`]). At once by default: TLS may already hold decrypted bytes.
+    fn readable(_rd: &ReadHalf<Self>) -> impl std::future::Future<Output = std::io::Result<()>> {
+        async { Ok(()) }
+    }
 }
 
 /// A client connection on its way to another worker.
@@ -93,6 +99,14 @@ impl ClientStream for TcpStream {
         // only owner.
         let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
         Ok(HandoffStream::Plain(stream))
+    }
+
+    async fn readable(rd: &ReadHalf<Self>) -> std::io::Result<()> {
+        // SAFETY: the write half of this stream belongs to the same task, which does not use
+        // it while it waits here, so no mutable reference to the stream is alive; the poll
+        // only reads the descriptor.
+        let stream = unsafe { &*rd.0.get() };
+        stream.readable(false).await
     }
 }
 
@@ -206,7 +220,10 @@ async fn next_request<S: ClientStream>(
             None => limits.idle_timeout,
             Some(at) => limits.header_timeout.saturating_sub(at.elapsed()),
         };
-        let read = monoio::time::timeout(limit, read_more(rd, std::mem::take(buf)));
+        let idle = started.is_none() && buf.is_empty();
+        let spares = &worker.read_buffers;
+        let read = super::idle::read_request(spares, rd, std::mem::take(buf), idle);
+        let read = monoio::time::timeout(limit, read);
         let read = if started.is_none() {
             // Waiting between requests: a stopping edge closes the connection at once.
             let _idle = worker.clients.idle();

@@ -56,6 +56,8 @@ pub struct Worker {
     pub stop: Stop,
     /// This worker's client connections, read by the main thread while draining.
     pub clients: Arc<ClientCounts>,
+    /// Read buffers of client connections gone idle ([`super::idle`]).
+    pub read_buffers: super::idle::ReadBuffers,
 }
 
 impl Worker {
@@ -78,6 +80,7 @@ impl Worker {
             metrics,
             stop: Stop::default(),
             clients,
+            read_buffers: Default::default(),
         }
     }
 

@@ -5,6 +5,7 @@
 //! sockets of a group are bound up front on the calling thread: when the address asks for
 //! port 0, the first bind picks the port and the others reuse it.
 
+pub mod affinity;
 pub mod gather;
 pub mod io;
 pub mod tls;
@@ -17,6 +18,28 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 /// Backlog of each public listening socket.
 const LISTEN_BACKLOG: i32 = 4096;
+
+/// Raises this process's soft open-file limit to its hard limit and returns the new limit.
+/// Every client, origin and tunnel socket is a descriptor, and the usual soft limit of 1024
+/// runs out near a thousand clients; the hard limit is the operator's (`tuning/`).
+pub fn raise_open_files() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: `limit` is a valid rlimit whose soft value equals its hard one.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(limit.rlim_cur)
+}
 
 /// One worker per core unless told otherwise.
 pub fn default_workers() -> usize {
@@ -45,16 +68,44 @@ where
     F: Fn(usize, T) -> Fut + Send + Clone + 'static,
     Fut: Future<Output = ()>,
 {
+    spawn_pinned_workers(name, items, false, body)
+}
+
+/// As [`spawn_workers`]; with `pin_cpus`, worker `i` first pins itself to the `i`-th CPU the
+/// process may run on ([`affinity`]), before its runtime and ring exist.
+pub fn spawn_pinned_workers<T, F, Fut>(
+    name: &str,
+    items: Vec<T>,
+    pin_cpus: bool,
+    body: F,
+) -> std::io::Result<Vec<JoinHandle<()>>>
+where
+    T: Send + 'static,
+    F: Fn(usize, T) -> Fut + Send + Clone + 'static,
+    Fut: Future<Output = ()>,
+{
+    // Read once, on this thread: it is the mask every worker inherits.
+    let allowed = if pin_cpus {
+        std::sync::Arc::new(affinity::allowed_cpus()?)
+    } else {
+        Default::default()
+    };
     items
         .into_iter()
         .enumerate()
         .map(|(index, item)| {
             let body = body.clone();
+            let allowed = allowed.clone();
             std::thread::Builder::new()
                 .name(format!("{name}-{index}"))
-                .spawn(move || match block_on(body(index, item)) {
-                    Ok(()) => {}
-                    Err(err) => tracing::error!(worker = index, "cannot start runtime: {err}"),
+                .spawn(move || {
+                    if pin_cpus {
+                        affinity::pin_worker(index, &allowed);
+                    }
+                    match block_on(body(index, item)) {
+                        Ok(()) => {}
+                        Err(err) => tracing::error!(worker = index, "cannot start runtime: {err}"),
+                    }
                 })
         })
         .collect()
