@@ -206,13 +206,13 @@ async fn final_response<W: AsyncWriteRent>(
     }
     head.put_slice(b"\r\n");
     exchange.head_sent.set(true);
-    let relayed = match write_all(wr, head.freeze()).await {
-        Ok(()) => {
-            let counted = &exchange.metrics.bytes_to_client;
-            relay_body(wr, recv, rest, framing, exchange.write_timeout, counted).await
-        }
-        Err(_) => Err(Failure::AfterHead),
+    let counted = &exchange.metrics.bytes_to_client;
+    let body = Body {
+        framing,
+        write_timeout: exchange.write_timeout,
+        counted,
     };
+    let relayed = relay_body(wr, recv, head.freeze(), rest, body).await;
     // A response counts once its head was written (or failed to be), whatever became of
     // its body.
     exchange.metrics.response(status, exchange.started);
@@ -229,21 +229,39 @@ fn put_fields(head: &mut BytesMut, response: &ResponseFrame<'_>) {
     }
 }
 
-/// Streams response body bytes to the client as they arrive, framed as decided. Every chunk
-/// already received goes out in one gathered write.
+/// How a response body goes to the client.
+struct Body<'a> {
+    framing: ClientFraming,
+    write_timeout: std::time::Duration,
+    counted: &'a Counter,
+}
+
+/// Writes the head and streams the body after it as it arrives, framed as decided. Every
+/// chunk already received goes out in one gathered write, the head with the first of them
+/// and the last-chunk marker with the last, so a small response is one write.
 async fn relay_body<W: AsyncWriteRent>(
     wr: &mut OwnedWriteHalf<W>,
     recv: &mut RecvStream,
+    head: Bytes,
     first: Bytes,
-    framing: ClientFraming,
-    write_timeout: std::time::Duration,
-    counted: &Counter,
+    body: Body<'_>,
 ) -> Result<(), Failure> {
+    let Body {
+        framing,
+        write_timeout,
+        counted,
+    } = body;
     let mut sent: u64 = 0;
+    let mut head = Some(head);
     let mut gather = Gather::new();
     gather.push(first);
-    loop {
-        if gather.is_empty() {
+    // Whatever else already arrived (often the whole body and its end) joins the head.
+    if !gather.is_full() && recv.try_gather(&mut gather).is_err() {
+        return Err(Failure::AfterHead);
+    }
+    let mut ended = false;
+    while !ended {
+        if gather.is_empty() && head.is_none() {
             match recv.read_gather(&mut gather).await {
                 Ok(true) => {}
                 Ok(false) => break,
@@ -253,28 +271,32 @@ async fn relay_body<W: AsyncWriteRent>(
                 }
             }
         }
+        ended = recv.is_finished();
         let len = gather.len() as u64;
         sent += len;
-        if matches!(framing, ClientFraming::Length(n) if sent > n) {
-            return Err(Failure::AfterHead);
-        }
-        let written = match framing {
-            ClientFraming::None => {
-                gather.clear();
-                continue;
-            }
-            ClientFraming::Length(_) | ClientFraming::Close => {
-                monoio::time::timeout(write_timeout, gather.write_all(wr)).await
-            }
+        match framing {
+            ClientFraming::Length(n) if sent > n => return Err(Failure::AfterHead),
+            ClientFraming::None => gather.clear(),
             ClientFraming::Chunked => {
                 gather.frame_chunked();
-                monoio::time::timeout(write_timeout, gather.write_all(wr)).await
+                if ended {
+                    gather.push(Bytes::from_static(body::LAST_CHUNK));
+                }
             }
-        };
-        match written {
+            ClientFraming::Length(_) | ClientFraming::Close => {}
+        }
+        if let Some(head) = head.take() {
+            gather.push_front(head);
+        }
+        if gather.is_empty() {
+            continue;
+        }
+        match monoio::time::timeout(write_timeout, gather.write_all(wr)).await {
             Ok((Ok(()), back)) => {
                 gather = back;
-                counted.add(len);
+                if framing != ClientFraming::None {
+                    counted.add(len);
+                }
             }
             Ok((Err(_), _)) => return Err(Failure::AfterHead),
             Err(_) => {
@@ -286,7 +308,7 @@ async fn relay_body<W: AsyncWriteRent>(
     }
     match framing {
         ClientFraming::Length(n) if sent != n => Err(Failure::AfterHead),
-        ClientFraming::Chunked => write_all(wr, body::LAST_CHUNK)
+        ClientFraming::Chunked if !ended => write_all(wr, body::LAST_CHUNK)
             .await
             .map_err(|_| Failure::AfterHead),
         _ => Ok(()),

@@ -212,12 +212,23 @@ impl RecvStream {
     /// Waits for data, then moves every chunk already received into `out`, until it is
     /// full. `Ok(false)` at the end of the stream, with nothing added.
     pub async fn read_gather(&mut self, out: &mut Gather) -> Result<bool, StreamError> {
-        let mut take = |chunk| {
-            out.push(chunk);
-            (!out.is_full()).then_some(gather::MAX_BYTES.saturating_sub(out.len()).max(1))
-        };
+        let mut take = take_into(out);
         let max = gather::MAX_BYTES;
         poll_fn(|cx| self.poll_chunks(cx, max, &mut take)).await
+    }
+
+    /// Moves every chunk already received into `out` without waiting; `Ok(false)` when
+    /// there was none. The end of the stream, if it was reached, shows in
+    /// [`RecvStream::is_finished`].
+    pub fn try_gather(&mut self, out: &mut Gather) -> Result<bool, StreamError> {
+        let mut take = take_into(out);
+        // A waker that does nothing: if nothing is there, the caller's next read registers
+        // the real one before waiting.
+        let cx = Context::from_waker(std::task::Waker::noop());
+        match self.poll_chunks(&cx, gather::MAX_BYTES, &mut take) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Ok(false),
+        }
     }
 
     /// Hands chunks in order to `take`, which returns the most bytes the next may hold, or
@@ -295,6 +306,11 @@ impl RecvStream {
         poll
     }
 
+    /// Whether every byte of the stream was read: the next read returns the end.
+    pub fn is_finished(&self) -> bool {
+        self.end == RecvEnd::Finished
+    }
+
     /// Tells the peer to stop sending, with an application error code.
     pub fn stop(&mut self, code: u32) {
         if self.end != RecvEnd::Open {
@@ -311,6 +327,14 @@ impl RecvStream {
         let _ = state.conn.recv_stream(self.id).stop(VarInt::from_u32(code));
         drop(state);
         shared.touch();
+    }
+}
+
+/// Takes chunks into `out` until it is full; each may be as large as the room left.
+fn take_into(out: &mut Gather) -> impl FnMut(Bytes) -> Option<usize> + '_ {
+    |chunk| {
+        out.push(chunk);
+        (!out.is_full()).then_some(gather::MAX_BYTES.saturating_sub(out.len()).max(1))
     }
 }
 

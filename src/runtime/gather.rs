@@ -96,6 +96,15 @@ impl Gather {
         self.parts().chunks.push(chunk);
     }
 
+    /// Puts a chunk before everything gathered (a head in front of its body).
+    pub fn push_front(&mut self, chunk: Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
+        self.len += chunk.len();
+        self.parts().chunks.insert(0, chunk);
+    }
+
     /// Drops everything gathered.
     pub fn clear(&mut self) {
         self.len = 0;
