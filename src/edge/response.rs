@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use monoio::io::{AsyncWriteRent, OwnedWriteHalf};
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, OwnedWriteHalf};
 
 use super::error::ProxyError;
 use crate::http::{self, body, Version};
@@ -73,6 +73,7 @@ pub async fn download<W: AsyncWriteRent>(
     wr: &mut OwnedWriteHalf<W>,
     recv: &mut RecvStream,
     exchange: &Exchange<'_>,
+    head: &mut BytesMut,
 ) -> Result<Done, Failure> {
     let mut pending = first_chunk(recv).await?;
     loop {
@@ -128,7 +129,7 @@ pub async fn download<W: AsyncWriteRent>(
             continue;
         }
 
-        return final_response(wr, recv, exchange, &response, rest).await;
+        return final_response(wr, recv, exchange, &response, rest, head).await;
     }
 }
 
@@ -168,6 +169,7 @@ async fn final_response<W: AsyncWriteRent>(
     exchange: &Exchange<'_>,
     response: &ResponseFrame<'_>,
     rest: Bytes,
+    head: &mut BytesMut,
 ) -> Result<Done, Failure> {
     let status = response.status;
     exchange
@@ -187,10 +189,10 @@ async fn final_response<W: AsyncWriteRent>(
     let keep_alive =
         exchange.keep_alive && !exchange.stop.is_set() && framing != ClientFraming::Close;
 
-    let mut head = BytesMut::with_capacity(512);
+    head.clear();
     head.put_slice(b"HTTP/1.1 ");
-    put_status(&mut head, status);
-    put_fields(&mut head, response);
+    put_status(head, status);
+    put_fields(head, response);
     match framing {
         ClientFraming::Length(n) => {
             head.put_slice(b"Content-Length: ");
@@ -205,8 +207,11 @@ async fn final_response<W: AsyncWriteRent>(
     }
     head.put_slice(b"\r\n");
     exchange.head_sent.set(true);
-    let relayed = match write_all(wr, head.freeze()).await {
-        Ok(()) => {
+    // The socket hands the buffer back, so the connection's next head reuses it.
+    let (written, back) = wr.write_all(std::mem::take(head)).await;
+    *head = back;
+    let relayed = match written {
+        Ok(_) => {
             let counted = &exchange.metrics.bytes_to_client;
             relay_body(wr, recv, rest, framing, exchange.write_timeout, counted).await
         }
