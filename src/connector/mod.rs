@@ -183,6 +183,7 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
                 metrics,
                 in_flight: Default::default(),
                 links: Default::default(),
+                buffers: Default::default(),
             });
             let settings = Rc::new(LinkSettings::clone(&settings));
             for i in links {

@@ -7,6 +7,7 @@
 //! WebSocket request the origin accepts (101) turns the stream into raw bytes both ways.
 
 use std::cell::Cell;
+use std::fmt::Write;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -22,6 +23,7 @@ use crate::metrics::Counter;
 use crate::quic::{RecvStream, SendStream};
 use crate::runtime::gather::Gather;
 use crate::runtime::io::{until_second, write_all};
+use crate::tunnel::buffers::Buffers;
 use crate::tunnel::frame::{BodyLen, ErrorCode, RequestFrame, StreamKind};
 use crate::tunnel::splice::splice;
 
@@ -48,6 +50,7 @@ struct Ask<'a> {
     upgrade: bool,
     rule: &'a Rule,
     metrics: &'a ConnectorMetrics,
+    buffers: &'a Buffers,
     /// When the stream's request arrived: origin latency counts from here.
     started: Instant,
     /// The status of the final head sent to the edge, once sent.
@@ -67,13 +70,14 @@ pub async fn proxy(
 ) -> u16 {
     let upgrade = request.line.kind == StreamKind::WebSocket;
     let ask = Ask {
-        head: request_head(rule, request, upgrade),
+        head: request_head(&local.buffers, rule, request, upgrade),
         first,
         body: request.line.body,
         is_head: request.line.method == "HEAD",
         upgrade,
         rule,
         metrics: &local.metrics,
+        buffers: &local.buffers,
         started: Instant::now(),
         status: Cell::new(0),
     };
@@ -141,15 +145,29 @@ async fn exchange(
     if write_all(&mut wr, ask.head.clone()).await.is_err() {
         return Exchange::NotSent;
     }
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    if ask.upgrade {
-        return upgrade(&mut rd, &mut wr, buf, ask, send, recv).await;
-    }
+    let mut buf = ask.buffers.take_read();
+    let exchanged = if ask.upgrade {
+        upgrade(&mut rd, &mut wr, &mut buf, ask, send, recv).await
+    } else {
+        relay(rd, wr, &mut buf, ask, send, recv).await
+    };
+    ask.buffers.give_read(buf);
+    exchanged
+}
 
+/// An ordinary request: its body and the response flow at the same time.
+async fn relay(
+    mut rd: ReadHalf,
+    mut wr: WriteHalf,
+    buf: &mut BytesMut,
+    ask: &Ask<'_>,
+    send: &mut SendStream,
+    recv: &mut RecvStream,
+) -> Exchange {
     let to_origin = &ask.metrics.bytes_to_origin;
     let upload = upload(&mut wr, ask.first.clone(), recv, ask.body, to_origin);
     let download = async {
-        let head = final_head(&mut rd, &mut buf, send, ask.rule, ask.is_head).await?;
+        let head = final_head(&mut rd, buf, send, ask.rule, ask.is_head, ask.buffers).await?;
         ask.metrics.origin_latency.observe(ask.started.elapsed());
         if head.status == 101 {
             let message = format!("origin {} switched protocols unasked", ask.rule.service);
@@ -160,15 +178,7 @@ async fn exchange(
             return Err(Failure::AfterHead);
         }
         let from_origin = &ask.metrics.bytes_from_origin;
-        relay_body(
-            &mut rd,
-            std::mem::take(&mut buf),
-            send,
-            &head,
-            ask.rule,
-            from_origin,
-        )
-        .await
+        relay_body(&mut rd, buf, send, &head, ask.rule, from_origin).await
     };
     let (uploaded, downloaded) = until_second(upload, download).await;
     match downloaded {
@@ -183,12 +193,12 @@ async fn exchange(
 async fn upgrade(
     rd: &mut ReadHalf,
     wr: &mut WriteHalf,
-    mut buf: BytesMut,
+    buf: &mut BytesMut,
     ask: &Ask<'_>,
     send: &mut SendStream,
     recv: &mut RecvStream,
 ) -> Exchange {
-    let head = match final_head(rd, &mut buf, send, ask.rule, ask.is_head).await {
+    let head = match final_head(rd, buf, send, ask.rule, ask.is_head, ask.buffers).await {
         Ok(head) => head,
         Err(failure) => return failed(failure),
     };
@@ -198,7 +208,7 @@ async fn upgrade(
         return Exchange::Done(None);
     }
     if head.status == 101 {
-        splice(rd, wr, &mut buf, send, recv, ask.first.clone()).await;
+        splice(rd, wr, buf, send, recv, ask.first.clone()).await;
         return Exchange::Done(None);
     }
     let _ = relay_body(
@@ -221,10 +231,26 @@ fn failed(failure: Failure) -> Exchange {
     }
 }
 
-/// The request head as the origin gets it.
-fn request_head(rule: &Rule, request: &RequestFrame<'_>, upgrade: bool) -> Bytes {
+/// The request head as the origin gets it, encoded in the worker's frame block.
+fn request_head(
+    buffers: &Buffers,
+    rule: &Rule,
+    request: &RequestFrame<'_>,
+    upgrade: bool,
+) -> Bytes {
+    let size = 512 + 64 * request.headers.len();
+    let encoded = buffers.encode(size, |out| {
+        put_request_head(out, rule, request, upgrade);
+        Ok::<_, std::convert::Infallible>(())
+    });
+    match encoded {
+        Ok(head) => head,
+        Err(never) => match never {},
+    }
+}
+
+fn put_request_head(out: &mut BytesMut, rule: &Rule, request: &RequestFrame<'_>, upgrade: bool) {
     let line = &request.line;
-    let mut out = BytesMut::with_capacity(512 + 64 * request.headers.len());
     out.put_slice(line.method.as_bytes());
     out.put_u8(b' ');
     out.put_slice(line.path.as_bytes());
@@ -277,7 +303,10 @@ fn request_head(rule: &Rule, request: &RequestFrame<'_>, upgrade: bool) -> Bytes
         out.put_slice(b"Connection: Upgrade\r\nUpgrade: websocket\r\n");
     }
     match line.body {
-        BodyLen::Known(n) => out.put_slice(format!("Content-Length: {n}\r\n").as_bytes()),
+        BodyLen::Known(n) => {
+            // Formatting straight into the buffer allocates nothing; it cannot fail.
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
         BodyLen::Unknown => out.put_slice(b"Transfer-Encoding: chunked\r\n"),
         BodyLen::Empty if matches!(line.method, "POST" | "PUT" | "PATCH") => {
             out.put_slice(b"Content-Length: 0\r\n")
@@ -285,7 +314,6 @@ fn request_head(rule: &Rule, request: &RequestFrame<'_>, upgrade: bool) -> Bytes
         BodyLen::Empty => {}
     }
     out.put_slice(b"\r\n");
-    out.freeze()
 }
 
 /// Moves the request body from the stream to the origin. True when all of it went.

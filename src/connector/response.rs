@@ -1,7 +1,7 @@
 //! The origin's response, read off the origin connection and written into the stream: interim
 //! heads as they come, then the final head as a response frame, then the body unframed.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use monoio::io::OwnedReadHalf;
 
 use super::ingress::Rule;
@@ -10,6 +10,7 @@ use crate::http::{self, BodyDecoder, BodyFraming, MAX_HEADERS};
 use crate::metrics::Counter;
 use crate::quic::SendStream;
 use crate::runtime::io::{body_chunk, read_more};
+use crate::tunnel::buffers::Buffers;
 use crate::tunnel::frame::{self, BodyLen, ErrorCode};
 
 type ReadHalf = OwnedReadHalf<OriginConn>;
@@ -42,11 +43,12 @@ pub async fn final_head(
     send: &mut SendStream,
     rule: &Rule,
     is_head: bool,
+    buffers: &Buffers,
 ) -> Result<Head, Failure> {
     let timeout = rule.origin.response_timeout;
     let heads = async {
         loop {
-            let head = read_head(rd, buf, rule, is_head).await?;
+            let head = read_head(rd, buf, rule, is_head, buffers).await?;
             if !(100..200).contains(&head.status) || head.status == 101 {
                 return Ok(head);
             }
@@ -68,7 +70,7 @@ pub async fn final_head(
 /// the origin connection can serve another request.
 pub async fn relay_body(
     rd: &mut ReadHalf,
-    mut buf: BytesMut,
+    buf: &mut BytesMut,
     send: &mut SendStream,
     head: &Head,
     rule: &Rule,
@@ -76,7 +78,7 @@ pub async fn relay_body(
 ) -> Result<bool, Failure> {
     let mut decoder = BodyDecoder::new(head.framing);
     loop {
-        match body_chunk(rd, &mut buf, &mut decoder).await {
+        match body_chunk(rd, buf, &mut decoder).await {
             Ok(Some(chunk)) => {
                 let len = chunk.len() as u64;
                 if send.write(chunk).await.is_err() {
@@ -105,6 +107,7 @@ async fn read_head(
     buf: &mut BytesMut,
     rule: &Rule,
     is_head: bool,
+    buffers: &Buffers,
 ) -> Result<Head, Failure> {
     let protocol = |why: String| Failure::Origin(ErrorCode::OriginProtocol, why);
     loop {
@@ -135,18 +138,21 @@ async fn read_head(
                                 || http::head::is_hop_by_hop(h.name, head.headers))
                         })
                         .map(|h| (h.name.as_bytes(), h.value));
-                    let mut frame = BytesMut::with_capacity(256 + head.len);
-                    frame::encode_response(&mut frame, head.status, body, headers)
+                    let frame = buffers
+                        .encode(256 + head.len, |frame| {
+                            frame::encode_response(frame, head.status, body, headers)
+                        })
                         .map_err(|err| protocol(format!("origin {}: {err}", rule.service)))?;
                     let keep_alive = http::head::keep_alive(head.version, head.headers);
                     let status = head.status;
                     let len = head.len;
-                    let _ = buf.split_to(len);
+                    // Advancing keeps the buffer unshared, where splitting would share it.
+                    buf.advance(len);
                     return Ok(Head {
                         status,
                         framing,
                         keep_alive,
-                        frame: frame.freeze(),
+                        frame,
                     });
                 }
                 Ok(None) => {}

@@ -12,6 +12,7 @@ use super::pool::Pool;
 use super::tls::OriginTls;
 use crate::metrics::connector::ConnectorMetrics;
 use crate::quic::{Connection, QuicError, RecvStream, SendStream};
+use crate::tunnel::buffers::Buffers;
 use crate::tunnel::frame::{self, BodyLen, ErrorCode, Frame};
 use crate::tunnel::io::read_frame;
 
@@ -32,6 +33,8 @@ pub struct Local {
     pub in_flight: std::cell::Cell<usize>,
     /// This worker's registered connections (see [`super::drain`]).
     pub links: std::cell::RefCell<Vec<LinkEntry>>,
+    /// Buffers reused from one request to the next.
+    pub buffers: Buffers,
 }
 
 /// Accepts and serves streams until the connection ends; returns why it ended.

@@ -23,7 +23,7 @@ use std::time::Duration;
 use std::cell::Cell;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Split, Splitable};
 use monoio::net::TcpStream;
 use uuid::Uuid;
@@ -126,6 +126,15 @@ struct Request {
     started: Instant,
 }
 
+/// The buffers a client connection keeps from one request to the next.
+struct ClientBufs {
+    /// Bytes read from the client and not yet used.
+    read: BytesMut,
+    /// The response head being written; written whole and handed back by the socket, so it
+    /// keeps its allocation.
+    head: BytesMut,
+}
+
 enum Prepared {
     Ready(Request),
     /// Another worker owns a connection of the tunnel: move the client there.
@@ -145,6 +154,7 @@ pub async fn serve_client<S: ClientStream>(
     let mut buf = buf;
     let client_addr = peer.ip().to_string();
     let mut frame = BytesMut::with_capacity(4 * 1024);
+    let mut head = BytesMut::with_capacity(512);
 
     // A handed-off connection is not handed on again until it has been served here once,
     // so a stale snapshot cannot bounce it between workers.
@@ -169,10 +179,16 @@ pub async fn serve_client<S: ClientStream>(
             }
             None => return,
         };
-        let _ = buf.split_to(request.head_len);
+        buf.advance(request.head_len);
 
         let frame = frame.split().freeze();
-        match proxy_one(&worker, &request, &mut rd, &mut wr, &mut buf, frame).await {
+        let mut bufs = ClientBufs {
+            read: std::mem::take(&mut buf),
+            head: std::mem::take(&mut head),
+        };
+        let outcome = proxy_one(&worker, &request, &mut rd, &mut wr, &mut bufs, frame).await;
+        (buf, head) = (bufs.read, bufs.head);
+        match outcome {
             // The edge is stopping: the response said `Connection: close`.
             Outcome::KeepAlive if worker.stop.is_set() => return close(&mut wr).await,
             Outcome::KeepAlive => may_handoff = true,
@@ -382,7 +398,7 @@ async fn proxy_one<S: ClientStream>(
     request: &Request,
     rd: &mut ReadHalf<S>,
     wr: &mut WriteHalf<S>,
-    buf: &mut BytesMut,
+    bufs: &mut ClientBufs,
     mut frame: Bytes,
 ) -> Outcome {
     let mut conn = request.conn.clone();
@@ -399,7 +415,7 @@ async fn proxy_one<S: ClientStream>(
         } else {
             std::mem::take(&mut frame)
         };
-        let lost = match relay(worker, request, rd, wr, buf, this_time, (send, recv)).await {
+        let lost = match relay(worker, request, rd, wr, bufs, this_time, (send, recv)).await {
             Ok(outcome) => return outcome,
             Err(lost) => lost,
         };
@@ -449,10 +465,11 @@ async fn relay<S: ClientStream>(
     request: &Request,
     rd: &mut ReadHalf<S>,
     wr: &mut WriteHalf<S>,
-    buf: &mut BytesMut,
+    bufs: &mut ClientBufs,
     frame: Bytes,
     (mut send, mut recv): (SendStream, RecvStream),
 ) -> Result<Outcome, StreamError> {
+    let ClientBufs { read: buf, head } = bufs;
     let opened = Instant::now();
     let _active = worker.metrics.active_streams.track();
     match send.write(frame).await {
@@ -479,7 +496,7 @@ async fn relay<S: ClientStream>(
     if request.upgrade {
         // Nothing is sent before the origin answers; after a 101 the stream carries the
         // new protocol's bytes, with no timeout.
-        return match response::download(wr, &mut recv, &exchange).await {
+        return match response::download(wr, &mut recv, &exchange, head).await {
             Ok(Done::Switched(first)) => {
                 splice(rd, wr, buf, &mut send, &mut recv, first).await;
                 Ok(Outcome::Close)
@@ -505,7 +522,7 @@ async fn relay<S: ClientStream>(
         let counted = &worker.metrics.bytes_from_client;
         upload_body(rd, buf, request.framing, &mut send, idle, counted).await
     };
-    let download = response::download(wr, &mut recv, &exchange);
+    let download = response::download(wr, &mut recv, &exchange, head);
     Ok(match race(upload, download, &head_sent).await {
         Err(Upload::BadBody(why)) => Outcome::Failed(ProxyError::BadBody(why)),
         Err(Upload::Stalled) => Outcome::Failed(ProxyError::BodyTimeout),

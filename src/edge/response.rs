@@ -74,6 +74,7 @@ pub async fn download<W: AsyncWriteRent>(
     wr: &mut OwnedWriteHalf<W>,
     recv: &mut RecvStream,
     exchange: &Exchange<'_>,
+    head: &mut BytesMut,
 ) -> Result<Done, Failure> {
     let mut pending = first_chunk(recv).await?;
     loop {
@@ -129,7 +130,7 @@ pub async fn download<W: AsyncWriteRent>(
             continue;
         }
 
-        return final_response(wr, recv, exchange, &response, rest).await;
+        return final_response(wr, recv, exchange, &response, rest, head).await;
     }
 }
 
@@ -169,6 +170,7 @@ async fn final_response<W: AsyncWriteRent>(
     exchange: &Exchange<'_>,
     response: &ResponseFrame<'_>,
     rest: Bytes,
+    head: &mut BytesMut,
 ) -> Result<Done, Failure> {
     let status = response.status;
     exchange
@@ -188,10 +190,11 @@ async fn final_response<W: AsyncWriteRent>(
     let keep_alive =
         exchange.keep_alive && !exchange.stop.is_set() && framing != ClientFraming::Close;
 
-    let mut head = BytesMut::with_capacity(512);
+    head.clear();
+    head.reserve(512);
     head.put_slice(b"HTTP/1.1 ");
-    put_status(&mut head, status);
-    put_fields(&mut head, response);
+    put_status(head, status);
+    put_fields(head, response);
     match framing {
         ClientFraming::Length(n) => {
             head.put_slice(b"Content-Length: ");
@@ -212,7 +215,9 @@ async fn final_response<W: AsyncWriteRent>(
         write_timeout: exchange.write_timeout,
         counted,
     };
-    let relayed = relay_body(wr, recv, head.freeze(), rest, body).await;
+    // The head is split off the connection's buffer, which takes its bytes back for the
+    // next response once the write is done.
+    let relayed = relay_body(wr, recv, head.split().freeze(), rest, body).await;
     // A response counts once its head was written (or failed to be), whatever became of
     // its body.
     exchange.metrics.response(status, exchange.started);

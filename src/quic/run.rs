@@ -45,6 +45,9 @@ const _: () = assert!(MAX_GSO_SEGMENTS * MAX_UDP_PAYLOAD as usize <= MAX_TRAIN);
 /// Attempts to send one transmit while the socket keeps reporting itself full.
 const SEND_ATTEMPTS: usize = 16;
 
+/// Size of each block received datagrams are copied into: one full GRO train.
+const RX_BLOCK: usize = 64 * 1024;
+
 pub(super) struct Driver {
     shared: Rc<EpShared>,
     io: UdpIo,
@@ -52,6 +55,8 @@ pub(super) struct Driver {
     tx: Vec<u8>,
     /// Buffer for datagrams the endpoint answers by itself (refusals, version negotiation).
     response: Vec<u8>,
+    /// The block received trains are copied into and split off (see [`take_train`]).
+    rx: BytesMut,
     work: Vec<Rc<ConnShared>>,
     wakers: Vec<Waker>,
 }
@@ -70,6 +75,7 @@ impl Driver {
             io,
             tx: Vec::with_capacity(MAX_TRAIN),
             response: Vec::new(),
+            rx: BytesMut::new(),
             work: Vec::new(),
             wakers: Vec::new(),
         }
@@ -153,10 +159,7 @@ impl Driver {
                 let Some((meta, data)) = self.io.datagrams(i) else {
                     break;
                 };
-                // quinn-proto keeps received stream data as slices of the datagram's buffer,
-                // so each train needs a buffer of its own; one exact-size copy per train keeps
-                // what an unread chunk pins to its own train, as quinn's accounting assumes.
-                let mut train = BytesMut::from(data);
+                let mut train = take_train(&mut self.rx, data);
                 let stride = if meta.stride == 0 {
                     train.len()
                 } else {
@@ -435,6 +438,23 @@ impl Driver {
         let local_addr = local_addr.map_or_else(|e| e.to_string(), |a| a.to_string());
         debug!(%local_addr, "quic endpoint stopped");
     }
+}
+
+/// Copies a received train into the receive block and splits it off.
+///
+/// quinn-proto keeps received stream data as slices of the train's buffer, so a train cannot
+/// live in the socket's receive slots. Trains are copied one after another into a block
+/// that is taken back once every slice of it is gone (read by the streams, or dropped with
+/// them), so in the steady state receiving allocates nothing; only when a slice still pins
+/// the block as it fills does a new one replace it, and the old one is freed with its last
+/// slice. The cost: an unread chunk pins its block (at most `RX_BLOCK` bytes) rather than
+/// just its own train, which quinn's receive accounting does not see.
+fn take_train(rx: &mut BytesMut, data: &[u8]) -> BytesMut {
+    if !rx.try_reclaim(data.len()) {
+        *rx = BytesMut::with_capacity(RX_BLOCK.max(data.len()));
+    }
+    rx.extend_from_slice(data);
+    rx.split()
 }
 
 /// Sends a datagram the endpoint produced by itself; if the socket is full it is dropped,

@@ -13,10 +13,6 @@ use crate::http::BodyDecoder;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
-/// Chunks up to this size are framed into one write; larger ones go out in three, so their
-/// bytes are never copied.
-const COALESCE_LIMIT: usize = 16 * 1024;
-
 /// Size of each socket read.
 pub const READ_CHUNK: usize = 64 * 1024;
 
@@ -111,20 +107,4 @@ pub async fn until_second<A: std::future::Future, B: std::future::Future>(
     })
     .await;
     (first, second)
-}
-
-/// Writes `chunk` as one chunk of a chunked body.
-pub async fn write_chunk<W: AsyncWriteRent>(writer: &mut W, chunk: Bytes) -> io::Result<()> {
-    use bytes::BufMut;
-
-    let mut framed = BytesMut::with_capacity(24 + chunk.len().min(COALESCE_LIMIT));
-    crate::http::body::chunk_header(chunk.len(), &mut framed);
-    if chunk.len() <= COALESCE_LIMIT {
-        framed.put_slice(&chunk);
-        framed.put_slice(crate::http::body::CHUNK_END);
-        return write_all(writer, framed.freeze()).await;
-    }
-    write_all(writer, framed.freeze()).await?;
-    write_bytes(writer, chunk).await?;
-    write_all(writer, crate::http::body::CHUNK_END).await
 }

@@ -1,6 +1,7 @@
 //! What travels between connector and edge: the stream header frames and the credentials
 //! a connector proves its tunnel with.
 
+pub mod buffers;
 pub mod credentials;
 pub mod frame;
 pub mod io;
