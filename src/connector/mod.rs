@@ -106,10 +106,13 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
         .credentials
         .secret()
         .context("the credentials file's tunnel secret is not 32 hex-encoded bytes")?;
-    let client_config = quic::client_config(&config.credentials.edge_ca)
+    let mut client_config = quic::client_config(&config.credentials.edge_ca)
         .context("the credentials file's edge CA is not usable")?;
     let origin_tls = Arc::new(tls::origin_configs(&config.ingress)?);
     let edge = config.edge.unwrap_or(config.credentials.edge_addr);
+    if edge.ip().is_loopback() {
+        client_config.transport_config(quic::loopback_transport_config());
+    }
     let connector_id = Uuid::new_v4();
     let ha = config.ha_connections.max(1);
     let workers = config.workers.clamp(1, usize::from(ha));

@@ -185,6 +185,7 @@ mod tests {
                 lost_packets: 2,
                 sent_packets: 40,
                 received_packets: 35,
+                mtu: 1452,
             },
         );
         let mut out = Exposition::new();

@@ -14,6 +14,15 @@
 //!   that happens; the edge drops a client that accepts nothing for its idle timeout, which
 //!   bounds how long they can sit.
 //!
+//! Datagram size is the third. On a real network a datagram must fit the path's MTU, so
+//! connections start at 1,200 bytes and discovery climbs to at most 1,452 (Ethernet's 1,500
+//! less IP and UDP headers). Between an edge and a connector on the same host (loopback,
+//! where the MTU is 64 KiB) that limit only multiplies per-packet work: packet protection,
+//! frame encoding and acknowledgement tracking run once per datagram. Connections to a
+//! loopback peer therefore let discovery climb to [`LOOPBACK_MTU`]; the receiving side
+//! accepts that much only when its socket coalesces with GRO (see `udp.rs`), otherwise it
+//! advertises 1,472 and the sender stays below.
+//!
 //! The other trade-off is the idle timeout. A peer that crashed without closing (a connector
 //! killed with `kill -9`, a machine that lost power) is only noticed when nothing arrived
 //! from it for that long, and the requests the edge already sent on its connections wait
@@ -53,9 +62,35 @@ const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The smallest MTU every IPv6 path carries; discovery climbs from there.
 const INITIAL_MTU: u16 = 1200;
 
+/// The largest datagram discovery may reach on a loopback path: large enough that a packet's
+/// fixed costs stop mattering, small enough that three still fill one GSO send.
+pub const LOOPBACK_MTU: u16 = 16 * 1024;
+
 /// Transport settings shared by edge and connector: flow-control windows sized for WAN
 /// round trips, keep-alives, idle timeout, stream limits.
 pub fn transport_config() -> Arc<quinn_proto::TransportConfig> {
+    Arc::new(base_transport())
+}
+
+/// [`transport_config`] for a peer on the same host: datagrams may grow to [`LOOPBACK_MTU`].
+pub fn loopback_transport_config() -> Arc<quinn_proto::TransportConfig> {
+    let mut transport = base_transport();
+    let mut mtu = MtuDiscoveryConfig::default();
+    mtu.upper_bound(LOOPBACK_MTU);
+    transport.mtu_discovery_config(Some(mtu));
+    Arc::new(transport)
+}
+
+/// `config` with the loopback transport, for a connection to or from a loopback address.
+pub(super) fn loopback_server(
+    config: &quinn_proto::ServerConfig,
+) -> Arc<quinn_proto::ServerConfig> {
+    let mut config = config.clone();
+    config.transport_config(loopback_transport_config());
+    Arc::new(config)
+}
+
+fn base_transport() -> TransportConfig {
     let mut transport = TransportConfig::default();
     transport
         .stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW))
@@ -67,7 +102,7 @@ pub fn transport_config() -> Arc<quinn_proto::TransportConfig> {
         .max_idle_timeout(Some(idle_timeout(MAX_IDLE_TIMEOUT)))
         .initial_mtu(INITIAL_MTU)
         .mtu_discovery_config(Some(MtuDiscoveryConfig::default()));
-    Arc::new(transport)
+    transport
 }
 
 /// Server config for the edge from its certificate chain and key (DER), with the tunnel ALPN.

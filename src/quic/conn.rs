@@ -29,6 +29,8 @@ pub struct ConnectionStats {
     pub sent_packets: u64,
     /// UDP datagrams received (a datagram may carry several coalesced packets).
     pub received_packets: u64,
+    /// The largest datagram the path is known to carry (what MTU discovery reached).
+    pub mtu: u16,
 }
 
 /// One connection as the driver and the handles share it.
@@ -356,6 +358,7 @@ impl Connection {
             lost_packets: stats.path.lost_packets,
             sent_packets: stats.path.sent_packets,
             received_packets: stats.udp_rx.datagrams,
+            mtu: stats.path.current_mtu,
         }
     }
 

@@ -20,7 +20,7 @@ use tracing::debug;
 
 use super::conn::{register_in, ConnShared, Connection};
 use super::run::Driver;
-use super::udp::{UdpIo, MAX_UDP_PAYLOAD};
+use super::udp::UdpIo;
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -87,6 +87,8 @@ pub(super) struct EpState {
     /// go stale when a connection's deadline moves; the connection's `timer` tells.
     pub(super) timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     pub(super) server: bool,
+    /// The server config with the loopback transport, for clients on this host.
+    pub(super) loopback_server: Option<Arc<quinn_proto::ServerConfig>>,
     pub(super) accepted: VecDeque<Connection>,
     pub(super) accept_waiters: Vec<Waker>,
     /// Every user handle was dropped.
@@ -224,15 +226,17 @@ impl Endpoint {
             config.cid_generator(move || Box::new(HashedConnectionIdGenerator::from_key(cid_key)));
         }
         config
-            .max_udp_payload_size(MAX_UDP_PAYLOAD)
+            .max_udp_payload_size(io.max_payload())
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let is_server = server.is_some();
+        let loopback_server = server.as_deref().map(super::config::loopback_server);
         let endpoint =
             quinn_proto::Endpoint::new(Arc::new(config), server, !io.may_fragment(), None);
 
         let shared = Rc::new(EpShared {
             state: RefCell::new(EpState {
                 endpoint,
+                loopback_server,
                 conns: Vec::new(),
                 live: 0,
                 next_generation: 0,

@@ -41,7 +41,7 @@ mod stream;
 mod tests;
 mod udp;
 
-pub use config::{client_config, server_config, transport_config};
+pub use config::{client_config, loopback_transport_config, server_config, transport_config};
 pub use conn::{Connection, ConnectionStats};
 pub use driver::{Endpoint, QuicError, StreamError};
 pub use stream::{RecvStream, SendStream};

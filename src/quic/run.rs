@@ -213,7 +213,11 @@ impl Driver {
                     send_response(io, &transmit, response);
                     return;
                 }
-                match ep.endpoint.accept(incoming, now, response, None) {
+                let config = match remote.ip().is_loopback() {
+                    true => ep.loopback_server.clone(),
+                    false => None,
+                };
+                match ep.endpoint.accept(incoming, now, response, config) {
                     Ok((handle, conn)) => {
                         debug!(%remote, "quic connection incoming");
                         let conn = ep.insert(shared, handle, conn);

@@ -26,6 +26,12 @@ const GRO_SLOT: usize = 64 << 10;
 /// headers).
 pub(super) const MAX_UDP_PAYLOAD: u16 = 1472;
 
+/// What a socket that coalesces with GRO accepts: every receive buffer then holds 64 KiB,
+/// so a loopback peer may send datagrams up to `config::LOOPBACK_MTU`.
+const MAX_GRO_PAYLOAD: u16 = super::config::LOOPBACK_MTU;
+
+const _: () = assert!(MAX_GRO_PAYLOAD as usize <= GRO_SLOT);
+
 pub(super) struct UdpIo {
     /// The socket every quinn-udp syscall goes through.
     socket: std::net::UdpSocket,
@@ -74,6 +80,16 @@ impl UdpIo {
 
     pub(super) fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()
+    }
+
+    /// The largest datagram this socket receives whole, advertised to peers as our
+    /// `max_udp_payload_size`.
+    pub(super) fn max_payload(&self) -> u16 {
+        if self.slot_len >= GRO_SLOT {
+            MAX_GRO_PAYLOAD
+        } else {
+            MAX_UDP_PAYLOAD
+        }
     }
 
     /// Whether outgoing datagrams may be fragmented, which rules out MTU discovery.
