@@ -15,8 +15,8 @@ use super::ingress::{Rule, Service};
 use super::pool::DialError;
 use super::serve::{send_error, Local};
 use crate::quic::{RecvStream, SendStream};
+use crate::runtime::gather::Gather;
 use crate::tunnel::frame::{self, BodyLen, ErrorCode, RequestFrame, StreamKind};
-use crate::tunnel::io::STREAM_READ;
 use crate::ws::bridge::{self, WsRead, WsWrite};
 use crate::ws::{handshake, Role};
 
@@ -118,15 +118,19 @@ async fn dial(rule: &Rule, host: &str, port: u16) -> Result<TcpStream, DialError
 struct Stream<'a, T>(&'a mut T);
 
 impl WsRead for Stream<'_, RecvStream> {
-    /// Copies the chunk into `buf`: client frames are masked, so their payload must be
-    /// rewritten anyway, and QUIC's chunks are shared with the packets they came in.
+    /// Copies every chunk already received into `buf`: client frames are masked, so their
+    /// payload must be rewritten anyway, and QUIC's chunks are shared with the packets they
+    /// came in. Taking all of them at once lets one pass decode many frames.
     async fn read_into(&mut self, mut buf: BytesMut) -> (std::io::Result<usize>, BytesMut) {
-        match self.0.read_chunk(STREAM_READ).await {
-            Ok(Some(chunk)) => {
-                buf.extend_from_slice(&chunk);
-                (Ok(chunk.len()), buf)
+        let mut gather = Gather::new();
+        match self.0.read_gather(&mut gather).await {
+            Ok(true) => {
+                let len = gather.len();
+                buf.reserve(len);
+                gather.drain_into(&mut buf);
+                (Ok(len), buf)
             }
-            Ok(None) => (Ok(0), buf),
+            Ok(false) => (Ok(0), buf),
             Err(err) => (Err(std::io::Error::other(err)), buf),
         }
     }

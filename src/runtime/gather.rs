@@ -105,6 +105,14 @@ impl Gather {
         self.parts().chunks.insert(0, chunk);
     }
 
+    /// Copies everything gathered onto the end of `out` and empties the gather.
+    pub fn drain_into(&mut self, out: &mut BytesMut) {
+        for chunk in &self.parts().chunks {
+            out.extend_from_slice(chunk);
+        }
+        self.clear();
+    }
+
     /// Drops everything gathered.
     pub fn clear(&mut self) {
         self.len = 0;
