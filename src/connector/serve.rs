@@ -1,8 +1,15 @@
 //! Serving the streams the edge opens on one registered connection.
+//!
+//! A stream is served by one of the worker's server tasks. A task that is done with its
+//! stream parks and waits for the next one instead of ending, so a steady flow of requests
+//! spawns no task (spawning allocates the task). When every task is busy, a new one is
+//! spawned: the concurrency is bounded only by the edge's stream limit. At most
+//! [`PARKED_TASKS_MAX`] tasks stay parked; the others end with their stream.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
 
@@ -18,6 +25,11 @@ use crate::tunnel::io::read_frame;
 
 /// Stream reset code for a stream whose request frame could not be read.
 const RESET_BAD_REQUEST: u32 = 1;
+
+/// Most server tasks one worker keeps parked for the streams to come. Each holds the memory
+/// of a stream's whole state machine while it waits, so the number stays bounded; a burst
+/// beyond it spawns tasks that end with their stream.
+const PARKED_TASKS_MAX: usize = 128;
 
 /// What one connector worker shares between its connections and streams.
 pub struct Local {
@@ -35,6 +47,104 @@ pub struct Local {
     pub links: std::cell::RefCell<Vec<LinkEntry>>,
     /// Buffers reused from one request to the next.
     pub buffers: Buffers,
+    /// Server tasks waiting for a stream.
+    pub tasks: StreamTasks,
+}
+
+/// A stream the edge opened, on its way to a server task.
+struct Accepted {
+    send: SendStream,
+    recv: RecvStream,
+    /// The count of streams in flight of a connection being retired.
+    serving: Option<Rc<Cell<usize>>>,
+}
+
+/// The parked server tasks of one worker.
+#[derive(Default)]
+pub struct StreamTasks {
+    parked: RefCell<Vec<Rc<Slot>>>,
+    /// Set when the worker stops: parked tasks end, none parks any more.
+    closed: Cell<bool>,
+}
+
+/// Where a parked task waits for its next stream.
+#[derive(Default)]
+struct Slot {
+    next: Cell<Option<Accepted>>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl StreamTasks {
+    /// Ends the parked tasks (they hold the worker's state) and keeps any from parking again.
+    pub fn close(&self) {
+        self.closed.set(true);
+        let parked = std::mem::take(&mut *self.parked.borrow_mut());
+        for slot in parked {
+            if let Some(waker) = slot.waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Parks the task waiting at `slot`, unless enough are parked already.
+    fn park(&self, slot: &Rc<Slot>) -> bool {
+        let mut parked = self.parked.borrow_mut();
+        if self.closed.get() || parked.len() >= PARKED_TASKS_MAX {
+            return false;
+        }
+        parked.push(slot.clone());
+        true
+    }
+}
+
+impl Slot {
+    fn hand(&self, accepted: Accepted) {
+        self.next.set(Some(accepted));
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// The next stream, or `None` when the worker stops first.
+    fn poll_next(&self, cx: &mut Context<'_>, tasks: &StreamTasks) -> Poll<Option<Accepted>> {
+        if let Some(accepted) = self.next.take() {
+            return Poll::Ready(Some(accepted));
+        }
+        if tasks.closed.get() {
+            return Poll::Ready(None);
+        }
+        let waker = match self.waker.take() {
+            Some(waker) if waker.will_wake(cx.waker()) => waker,
+            _ => cx.waker().clone(),
+        };
+        self.waker.set(Some(waker));
+        Poll::Pending
+    }
+}
+
+/// Gives `accepted` to a parked server task, or to a new one when none is parked.
+fn dispatch(local: &Rc<Local>, accepted: Accepted) {
+    let parked = local.tasks.parked.borrow_mut().pop();
+    match parked {
+        Some(slot) => slot.hand(accepted),
+        None => drop(monoio::spawn(server_task(local.clone(), accepted))),
+    }
+}
+
+/// Serves `accepted`, then the streams handed to it while parked, until it is not parked
+/// again.
+async fn server_task(local: Rc<Local>, mut accepted: Accepted) {
+    let slot = Rc::new(Slot::default());
+    loop {
+        handle_stream(&local, accepted).await;
+        if !local.tasks.park(&slot) {
+            return;
+        }
+        match std::future::poll_fn(|cx| slot.poll_next(cx, &local.tasks)).await {
+            Some(next) => accepted = next,
+            None => return,
+        }
+    }
 }
 
 /// Accepts and serves streams until the connection ends; returns why it ended.
@@ -42,7 +152,15 @@ pub async fn serve_connection(local: Rc<Local>, conn: Connection) -> QuicError {
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
-                monoio::spawn(handle_stream(local.clone(), send, recv, None));
+                let serving = None;
+                dispatch(
+                    &local,
+                    Accepted {
+                        send,
+                        recv,
+                        serving,
+                    },
+                );
             }
             Err(err) => return err,
         }
@@ -53,21 +171,24 @@ pub async fn serve_connection(local: Rc<Local>, conn: Connection) -> QuicError {
 /// flight, so the retirement knows when closing it loses nothing.
 pub async fn serve_counted(local: Rc<Local>, conn: Connection, serving: Rc<Cell<usize>>) {
     while let Ok((send, recv)) = conn.accept_bi().await {
-        monoio::spawn(handle_stream(
-            local.clone(),
-            send,
-            recv,
-            Some(serving.clone()),
-        ));
+        let serving = Some(serving.clone());
+        dispatch(
+            &local,
+            Accepted {
+                send,
+                recv,
+                serving,
+            },
+        );
     }
 }
 
-async fn handle_stream(
-    local: Rc<Local>,
-    mut send: SendStream,
-    mut recv: RecvStream,
-    serving: Option<Rc<Cell<usize>>>,
-) {
+async fn handle_stream(local: &Local, accepted: Accepted) {
+    let Accepted {
+        mut send,
+        mut recv,
+        serving,
+    } = accepted;
     let _active = local.metrics.active_streams.track();
     let _in_flight = InFlight::enter(&local.in_flight);
     let _serving = serving.as_deref().map(InFlight::enter);
@@ -111,9 +232,9 @@ async fn handle_stream(
             200
         }
         Service::Tcp { .. } => {
-            super::tcp::serve(&local, index, rule, &request, first, &mut send, &mut recv).await
+            super::tcp::serve(local, index, rule, &request, first, &mut send, &mut recv).await
         }
-        _ => super::origin::proxy(&local, index, rule, &request, first, &mut send, &mut recv).await,
+        _ => super::origin::proxy(local, index, rule, &request, first, &mut send, &mut recv).await,
     };
     local.metrics.requests.record(status);
 }
