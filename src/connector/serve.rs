@@ -52,29 +52,45 @@ pub struct Local {
 }
 
 /// A stream the edge opened, on its way to a server task.
-struct Accepted {
+pub struct Accepted {
     send: SendStream,
     recv: RecvStream,
     /// The count of streams in flight of a connection being retired.
     serving: Option<Rc<Cell<usize>>>,
 }
 
-/// The parked server tasks of one worker.
-#[derive(Default)]
-pub struct StreamTasks {
-    parked: RefCell<Vec<Rc<Slot>>>,
+/// The parked server tasks of one worker, each waiting for a `T` at its own slot.
+pub struct StreamTasks<T = Accepted> {
+    parked: RefCell<Vec<Rc<Slot<T>>>>,
     /// Set when the worker stops: parked tasks end, none parks any more.
     closed: Cell<bool>,
 }
 
 /// Where a parked task waits for its next stream.
-#[derive(Default)]
-struct Slot {
-    next: Cell<Option<Accepted>>,
+pub struct Slot<T> {
+    next: Cell<Option<T>>,
     waker: Cell<Option<Waker>>,
 }
 
-impl StreamTasks {
+impl<T> Default for StreamTasks<T> {
+    fn default() -> Self {
+        StreamTasks {
+            parked: RefCell::default(),
+            closed: Cell::new(false),
+        }
+    }
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot {
+            next: Cell::new(None),
+            waker: Cell::new(None),
+        }
+    }
+}
+
+impl<T> StreamTasks<T> {
     /// Ends the parked tasks (they hold the worker's state) and keeps any from parking again.
     pub fn close(&self) {
         self.closed.set(true);
@@ -86,48 +102,51 @@ impl StreamTasks {
         }
     }
 
-    /// Parks the task waiting at `slot`, unless enough are parked already.
-    fn park(&self, slot: &Rc<Slot>) -> bool {
-        let mut parked = self.parked.borrow_mut();
-        if self.closed.get() || parked.len() >= PARKED_TASKS_MAX {
-            return false;
-        }
-        parked.push(slot.clone());
-        true
-    }
-}
-
-impl Slot {
-    fn hand(&self, accepted: Accepted) {
-        self.next.set(Some(accepted));
-        if let Some(waker) = self.waker.take() {
+    /// Gives `item` to the task parked last; hands it back when none is parked.
+    fn hand(&self, item: T) -> Result<(), T> {
+        let Some(slot) = self.parked.borrow_mut().pop() else {
+            return Err(item);
+        };
+        slot.next.set(Some(item));
+        if let Some(waker) = slot.waker.take() {
             waker.wake();
         }
+        Ok(())
     }
 
-    /// The next stream, or `None` when the worker stops first.
-    fn poll_next(&self, cx: &mut Context<'_>, tasks: &StreamTasks) -> Poll<Option<Accepted>> {
-        if let Some(accepted) = self.next.take() {
-            return Poll::Ready(Some(accepted));
+    /// Parks the task waiting at `slot` until an item is handed to it. `None` when enough
+    /// tasks are parked already or the worker stops: the task then ends.
+    async fn next(&self, slot: &Rc<Slot<T>>) -> Option<T> {
+        {
+            let mut parked = self.parked.borrow_mut();
+            if self.closed.get() || parked.len() >= PARKED_TASKS_MAX {
+                return None;
+            }
+            parked.push(slot.clone());
         }
-        if tasks.closed.get() {
+        std::future::poll_fn(|cx| self.poll_next(slot, cx)).await
+    }
+
+    fn poll_next(&self, slot: &Slot<T>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        if let Some(item) = slot.next.take() {
+            return Poll::Ready(Some(item));
+        }
+        if self.closed.get() {
             return Poll::Ready(None);
         }
-        let waker = match self.waker.take() {
+        let waker = match slot.waker.take() {
             Some(waker) if waker.will_wake(cx.waker()) => waker,
             _ => cx.waker().clone(),
         };
-        self.waker.set(Some(waker));
+        slot.waker.set(Some(waker));
         Poll::Pending
     }
 }
 
 /// Gives `accepted` to a parked server task, or to a new one when none is parked.
 fn dispatch(local: &Rc<Local>, accepted: Accepted) {
-    let parked = local.tasks.parked.borrow_mut().pop();
-    match parked {
-        Some(slot) => slot.hand(accepted),
-        None => drop(monoio::spawn(server_task(local.clone(), accepted))),
+    if let Err(accepted) = local.tasks.hand(accepted) {
+        monoio::spawn(server_task(local.clone(), accepted));
     }
 }
 
@@ -137,10 +156,7 @@ async fn server_task(local: Rc<Local>, mut accepted: Accepted) {
     let slot = Rc::new(Slot::default());
     loop {
         handle_stream(&local, accepted).await;
-        if !local.tasks.park(&slot) {
-            return;
-        }
-        match std::future::poll_fn(|cx| slot.poll_next(cx, &local.tasks)).await {
+        match local.tasks.next(&slot).await {
             Some(next) => accepted = next,
             None => return,
         }
@@ -292,6 +308,63 @@ fn hello_page(host: &str, path: &str) -> Bytes {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn run<F: std::future::Future<Output = ()>>(test: F) {
+        let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        runtime.block_on(test);
+    }
+
+    /// A task that takes items until it is not parked again, recording each.
+    async fn taker(tasks: Rc<StreamTasks<u32>>, took: Rc<RefCell<Vec<u32>>>) {
+        let slot = Rc::new(Slot::default());
+        while let Some(item) = tasks.next(&slot).await {
+            took.borrow_mut().push(item);
+        }
+        took.borrow_mut().push(0);
+    }
+
+    #[test]
+    fn a_parked_task_takes_the_next_items_until_closed() {
+        run(async {
+            let tasks = Rc::new(StreamTasks::<u32>::default());
+            let took = Rc::new(RefCell::new(Vec::new()));
+            assert_eq!(tasks.hand(1), Err(1));
+
+            monoio::spawn(taker(tasks.clone(), took.clone()));
+            monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+            assert_eq!(tasks.parked.borrow().len(), 1);
+            assert_eq!(tasks.hand(7), Ok(()));
+            assert_eq!(tasks.hand(8), Err(8));
+            monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+            assert_eq!(tasks.hand(9), Ok(()));
+            monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+            assert_eq!(*took.borrow(), [7, 9]);
+
+            tasks.close();
+            monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+            assert_eq!(*took.borrow(), [7, 9, 0]);
+            assert_eq!(tasks.hand(10), Err(10));
+        });
+    }
+
+    #[test]
+    fn no_more_than_the_cap_stay_parked() {
+        run(async {
+            let tasks = Rc::new(StreamTasks::<u32>::default());
+            let took = Rc::new(RefCell::new(Vec::new()));
+            for _ in 0..PARKED_TASKS_MAX + 3 {
+                monoio::spawn(taker(tasks.clone(), took.clone()));
+            }
+            monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+            assert_eq!(tasks.parked.borrow().len(), PARKED_TASKS_MAX);
+            assert_eq!(*took.borrow(), [0, 0, 0]);
+        });
+    }
+
     #[test]
     fn hello_page_escapes() {
         let page = super::hello_page("a<b", "/\"x\"");
