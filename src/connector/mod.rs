@@ -187,6 +187,7 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
                 in_flight: Default::default(),
                 links: Default::default(),
                 buffers: Default::default(),
+                tasks: Default::default(),
             });
             let settings = Rc::new(LinkSettings::clone(&settings));
             for i in links {
@@ -202,6 +203,8 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
             // Runs until told to stop (or until the Connector is dropped).
             follow_commands(&local, inbox, &reports).await;
             local.stopping.set(true);
+            // Parked server tasks hold `local`; they end instead of waiting for streams.
+            local.tasks.close();
             // The close frames must leave before the runtime goes away. With no connection
             // registered (the edge unreachable, say) there is no one to wait for: the
             // drivers get one short turn to send what they have, no more.

@@ -11,10 +11,10 @@ use std::fmt::Write;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use monoio::io::{AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::io::{AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf};
 
 use super::ingress::Rule;
-use super::pool::{dial, DialError, OriginConn};
+use super::pool::{dial, DialError, OriginConn, OriginHalves};
 use super::response::{final_head, relay_body, Failure};
 use super::serve::{send_error, Local};
 use crate::http::body;
@@ -32,7 +32,7 @@ type WriteHalf = OwnedWriteHalf<OriginConn>;
 
 enum Exchange {
     /// The response went to the edge; the connection, when it can serve another request.
-    Done(Option<OriginConn>),
+    Done(Option<OriginHalves>),
     /// Writing the request head failed: nothing reached the origin or left the stream, so
     /// another connection may try.
     NotSent,
@@ -91,7 +91,7 @@ pub async fn proxy(
             None => {
                 let tls = local.tls.get(rule_index).and_then(Option::as_ref);
                 match dial(&rule.service, &rule.origin, tls).await {
-                    Ok(conn) => conn,
+                    Ok(conn) => OriginHalves::new(conn),
                     Err(err) => {
                         tracing::debug!("{err}");
                         let code = match err {
@@ -136,12 +136,12 @@ pub async fn proxy(
 }
 
 async fn exchange(
-    conn: OriginConn,
+    conn: OriginHalves,
     ask: &Ask<'_>,
     send: &mut SendStream,
     recv: &mut RecvStream,
 ) -> Exchange {
-    let (mut rd, mut wr) = conn.into_split();
+    let OriginHalves { mut rd, mut wr } = conn;
     if write_all(&mut wr, ask.head.clone()).await.is_err() {
         return Exchange::NotSent;
     }
@@ -182,7 +182,7 @@ async fn relay(
     };
     let (uploaded, downloaded) = until_second(upload, download).await;
     match downloaded {
-        Ok(true) if uploaded == Some(true) => Exchange::Done(rd.reunite(wr).ok()),
+        Ok(true) if uploaded == Some(true) => Exchange::Done(Some(OriginHalves { rd, wr })),
         Ok(_) => Exchange::Done(None),
         Err(failure) => failed(failure),
     }

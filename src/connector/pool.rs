@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Split, Splitable};
 use monoio::net::{TcpStream, UnixStream};
 use monoio::BufResult;
 
@@ -175,6 +175,29 @@ impl OriginConn {
     }
 }
 
+/// An origin connection split into its read half and write half, for requests whose body
+/// and response flow at the same time. It stays split from its first request to its close:
+/// splitting puts the connection behind an `Rc`, an allocation a pooled connection would
+/// otherwise cost each request.
+pub struct OriginHalves {
+    pub rd: OwnedReadHalf<OriginConn>,
+    pub wr: OwnedWriteHalf<OriginConn>,
+}
+
+impl OriginHalves {
+    pub fn new(conn: OriginConn) -> OriginHalves {
+        let (rd, wr) = conn.into_split();
+        OriginHalves { rd, wr }
+    }
+
+    fn conn(&self) -> &OriginConn {
+        // SAFETY: both halves are borrowed shared here, and a read or a write needs one of
+        // them borrowed mutably: nothing else uses the connection for as long as the
+        // reference lives.
+        unsafe { &*self.rd.0.get() }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
     #[error("could not connect to origin {service}: {source}")]
@@ -249,17 +272,23 @@ pub async fn dial(
 /// Idle origin connections of one worker, per ingress rule.
 #[derive(Default)]
 pub struct Pool {
-    idle: RefCell<HashMap<usize, Vec<(OriginConn, Instant)>>>,
+    idle: RefCell<HashMap<usize, Vec<(OriginHalves, Instant)>>>,
 }
 
 impl Pool {
     /// The most recently used idle connection of `rule` that is still alive and younger
     /// than the keep-alive timeout; stale ones are closed on the way.
-    pub fn take(&self, rule: usize, settings: &OriginSettings, now: Instant) -> Option<OriginConn> {
+    pub fn take(
+        &self,
+        rule: usize,
+        settings: &OriginSettings,
+        now: Instant,
+    ) -> Option<OriginHalves> {
         let mut idle = self.idle.borrow_mut();
         let conns = idle.get_mut(&rule)?;
         while let Some((conn, since)) = conns.pop() {
-            if now.duration_since(since) < settings.keep_alive_timeout && conn.is_reusable() {
+            if now.duration_since(since) < settings.keep_alive_timeout && conn.conn().is_reusable()
+            {
                 return Some(conn);
             }
         }
@@ -267,12 +296,12 @@ impl Pool {
     }
 
     /// Keeps `conn` for reuse unless the rule's pool is full.
-    pub fn put(&self, rule: usize, settings: &OriginSettings, conn: OriginConn, now: Instant) {
+    pub fn put(&self, rule: usize, settings: &OriginSettings, conn: OriginHalves, now: Instant) {
         let mut idle = self.idle.borrow_mut();
         let conns = idle.entry(rule).or_default();
         conns.retain(|(_, since)| now.duration_since(*since) < settings.keep_alive_timeout);
         if conns.len() < settings.keep_alive_connections {
-            conn.release_buffers();
+            conn.conn().release_buffers();
             conns.push((conn, now));
         }
     }

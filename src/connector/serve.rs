@@ -1,8 +1,15 @@
 //! Serving the streams the edge opens on one registered connection.
+//!
+//! A stream is served by one of the worker's server tasks. A task that is done with its
+//! stream parks and waits for the next one instead of ending, so a steady flow of requests
+//! spawns no task (spawning allocates the task). When every task is busy, a new one is
+//! spawned: the concurrency is bounded only by the edge's stream limit. At most
+//! [`PARKED_TASKS_MAX`] tasks stay parked; the others end with their stream.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
 
@@ -18,6 +25,11 @@ use crate::tunnel::io::read_frame;
 
 /// Stream reset code for a stream whose request frame could not be read.
 const RESET_BAD_REQUEST: u32 = 1;
+
+/// Most server tasks one worker keeps parked for the streams to come. Each holds the memory
+/// of a stream's whole state machine while it waits, so the number stays bounded; a burst
+/// beyond it spawns tasks that end with their stream.
+const PARKED_TASKS_MAX: usize = 128;
 
 /// What one connector worker shares between its connections and streams.
 pub struct Local {
@@ -35,6 +47,120 @@ pub struct Local {
     pub links: std::cell::RefCell<Vec<LinkEntry>>,
     /// Buffers reused from one request to the next.
     pub buffers: Buffers,
+    /// Server tasks waiting for a stream.
+    pub tasks: StreamTasks,
+}
+
+/// A stream the edge opened, on its way to a server task.
+pub struct Accepted {
+    send: SendStream,
+    recv: RecvStream,
+    /// The count of streams in flight of a connection being retired.
+    serving: Option<Rc<Cell<usize>>>,
+}
+
+/// The parked server tasks of one worker, each waiting for a `T` at its own slot.
+pub struct StreamTasks<T = Accepted> {
+    parked: RefCell<Vec<Rc<Slot<T>>>>,
+    /// Set when the worker stops: parked tasks end, none parks any more.
+    closed: Cell<bool>,
+}
+
+/// Where a parked task waits for its next stream.
+pub struct Slot<T> {
+    next: Cell<Option<T>>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl<T> Default for StreamTasks<T> {
+    fn default() -> Self {
+        StreamTasks {
+            parked: RefCell::default(),
+            closed: Cell::new(false),
+        }
+    }
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot {
+            next: Cell::new(None),
+            waker: Cell::new(None),
+        }
+    }
+}
+
+impl<T> StreamTasks<T> {
+    /// Ends the parked tasks (they hold the worker's state) and keeps any from parking again.
+    pub fn close(&self) {
+        self.closed.set(true);
+        let parked = std::mem::take(&mut *self.parked.borrow_mut());
+        for slot in parked {
+            if let Some(waker) = slot.waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Gives `item` to the task parked last; hands it back when none is parked.
+    fn hand(&self, item: T) -> Result<(), T> {
+        let Some(slot) = self.parked.borrow_mut().pop() else {
+            return Err(item);
+        };
+        slot.next.set(Some(item));
+        if let Some(waker) = slot.waker.take() {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Parks the task waiting at `slot` until an item is handed to it. `None` when enough
+    /// tasks are parked already or the worker stops: the task then ends.
+    async fn next(&self, slot: &Rc<Slot<T>>) -> Option<T> {
+        {
+            let mut parked = self.parked.borrow_mut();
+            if self.closed.get() || parked.len() >= PARKED_TASKS_MAX {
+                return None;
+            }
+            parked.push(slot.clone());
+        }
+        std::future::poll_fn(|cx| self.poll_next(slot, cx)).await
+    }
+
+    fn poll_next(&self, slot: &Slot<T>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        if let Some(item) = slot.next.take() {
+            return Poll::Ready(Some(item));
+        }
+        if self.closed.get() {
+            return Poll::Ready(None);
+        }
+        let waker = match slot.waker.take() {
+            Some(waker) if waker.will_wake(cx.waker()) => waker,
+            _ => cx.waker().clone(),
+        };
+        slot.waker.set(Some(waker));
+        Poll::Pending
+    }
+}
+
+/// Gives `accepted` to a parked server task, or to a new one when none is parked.
+fn dispatch(local: &Rc<Local>, accepted: Accepted) {
+    if let Err(accepted) = local.tasks.hand(accepted) {
+        monoio::spawn(server_task(local.clone(), accepted));
+    }
+}
+
+/// Serves `accepted`, then the streams handed to it while parked, until it is not parked
+/// again.
+async fn server_task(local: Rc<Local>, mut accepted: Accepted) {
+    let slot = Rc::new(Slot::default());
+    loop {
+        handle_stream(&local, accepted).await;
+        match local.tasks.next(&slot).await {
+            Some(next) => accepted = next,
+            None => return,
+        }
+    }
 }
 
 /// Accepts and serves streams until the connection ends; returns why it ended.
@@ -42,7 +168,15 @@ pub async fn serve_connection(local: Rc<Local>, conn: Connection) -> QuicError {
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
-                monoio::spawn(handle_stream(local.clone(), send, recv, None));
+                let serving = None;
+                dispatch(
+                    &local,
+                    Accepted {
+                        send,
+                        recv,
+                        serving,
+                    },
+                );
             }
             Err(err) => return err,
         }
@@ -53,21 +187,24 @@ pub async fn serve_connection(local: Rc<Local>, conn: Connection) -> QuicError {
 /// flight, so the retirement knows when closing it loses nothing.
 pub async fn serve_counted(local: Rc<Local>, conn: Connection, serving: Rc<Cell<usize>>) {
     while let Ok((send, recv)) = conn.accept_bi().await {
-        monoio::spawn(handle_stream(
-            local.clone(),
-            send,
-            recv,
-            Some(serving.clone()),
-        ));
+        let serving = Some(serving.clone());
+        dispatch(
+            &local,
+            Accepted {
+                send,
+                recv,
+                serving,
+            },
+        );
     }
 }
 
-async fn handle_stream(
-    local: Rc<Local>,
-    mut send: SendStream,
-    mut recv: RecvStream,
-    serving: Option<Rc<Cell<usize>>>,
-) {
+async fn handle_stream(local: &Local, accepted: Accepted) {
+    let Accepted {
+        mut send,
+        mut recv,
+        serving,
+    } = accepted;
     let _active = local.metrics.active_streams.track();
     let _in_flight = InFlight::enter(&local.in_flight);
     let _serving = serving.as_deref().map(InFlight::enter);
@@ -111,9 +248,9 @@ async fn handle_stream(
             200
         }
         Service::Tcp { .. } => {
-            super::tcp::serve(&local, index, rule, &request, first, &mut send, &mut recv).await
+            super::tcp::serve(local, index, rule, &request, first, &mut send, &mut recv).await
         }
-        _ => super::origin::proxy(&local, index, rule, &request, first, &mut send, &mut recv).await,
+        _ => super::origin::proxy(local, index, rule, &request, first, &mut send, &mut recv).await,
     };
     local.metrics.requests.record(status);
 }
@@ -171,6 +308,63 @@ fn hello_page(host: &str, path: &str) -> Bytes {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn run<F: std::future::Future<Output = ()>>(test: F) {
+        let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        runtime.block_on(test);
+    }
+
+    /// A task that takes items until it is not parked again, recording each.
+    async fn taker(tasks: Rc<StreamTasks<u32>>, took: Rc<RefCell<Vec<u32>>>) {
+        let slot = Rc::new(Slot::default());
+        while let Some(item) = tasks.next(&slot).await {
+            took.borrow_mut().push(item);
+        }
+        took.borrow_mut().push(0);
+    }
+
+    #[test]
+    fn a_parked_task_takes_the_next_items_until_closed() {
+        run(async {
+            let tasks = Rc::new(StreamTasks::<u32>::default());
+            let took = Rc::new(RefCell::new(Vec::new()));
+            assert_eq!(tasks.hand(1), Err(1));
+
+            monoio::spawn(taker(tasks.clone(), took.clone()));
+            monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+            assert_eq!(tasks.parked.borrow().len(), 1);
+            assert_eq!(tasks.hand(7), Ok(()));
+            assert_eq!(tasks.hand(8), Err(8));
+            monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+            assert_eq!(tasks.hand(9), Ok(()));
+            monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+            assert_eq!(*took.borrow(), [7, 9]);
+
+            tasks.close();
+            monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+            assert_eq!(*took.borrow(), [7, 9, 0]);
+            assert_eq!(tasks.hand(10), Err(10));
+        });
+    }
+
+    #[test]
+    fn no_more_than_the_cap_stay_parked() {
+        run(async {
+            let tasks = Rc::new(StreamTasks::<u32>::default());
+            let took = Rc::new(RefCell::new(Vec::new()));
+            for _ in 0..PARKED_TASKS_MAX + 3 {
+                monoio::spawn(taker(tasks.clone(), took.clone()));
+            }
+            monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+            assert_eq!(tasks.parked.borrow().len(), PARKED_TASKS_MAX);
+            assert_eq!(*took.borrow(), [0, 0, 0]);
+        });
+    }
+
     #[test]
     fn hello_page_escapes() {
         let page = super::hello_page("a<b", "/\"x\"");

@@ -324,10 +324,32 @@ impl RecvStream {
             return;
         }
         // An error here means quinn already forgot the stream (finished or reset).
-        let _ = state.conn.recv_stream(self.id).stop(VarInt::from_u32(code));
+        if !discard_to_end(state.conn.recv_stream(self.id)) {
+            let _ = state.conn.recv_stream(self.id).stop(VarInt::from_u32(code));
+        }
         drop(state);
         shared.touch();
     }
+}
+
+/// Reads and drops what was received; true when that reached the end of the stream (or
+/// its reset). A stream whose every byte up to the end has arrived then needs no stop:
+/// quinn-proto would send the peer a STOP_SENDING all the same, which tells it nothing and
+/// costs a retransmission record on each request that did not read its stream to the end.
+fn discard_to_end(mut stream: quinn_proto::RecvStream<'_>) -> bool {
+    let Ok(mut chunks) = stream.read(true) else {
+        return false;
+    };
+    let ended = loop {
+        match chunks.next(usize::MAX) {
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(ReadError::Reset(_)) => break true,
+            Err(ReadError::Blocked) => break false,
+        }
+    };
+    // The credit for what was discarded goes out with the next packet, as a stop's would.
+    let _ = chunks.finalize();
+    ended
 }
 
 /// Takes chunks into `out` until it is full; each may be as large as the room left.
