@@ -144,7 +144,8 @@ pub async fn serve_client<S: ClientStream>(
     let (mut rd, mut wr) = stream.into_split();
     let mut buf = buf;
     let client_addr = peer.ip().to_string();
-    let mut frame = BytesMut::with_capacity(4 * 1024);
+    // Taken from the worker's spares when a request arrives, given back while idle.
+    let mut frame = BytesMut::new();
 
     // A handed-off connection is not handed on again until it has been served here once,
     // so a stale snapshot cannot bounce it between workers.
@@ -171,8 +172,13 @@ pub async fn serve_client<S: ClientStream>(
         };
         let _ = buf.split_to(request.head_len);
 
+        // Boxed: a request's state is most of the connection's future, and an idle
+        // connection should not carry its room.
         let frame = frame.split().freeze();
-        match proxy_one(&worker, &request, &mut rd, &mut wr, &mut buf, frame).await {
+        let exchange = Box::pin(proxy_one(
+            &worker, &request, &mut rd, &mut wr, &mut buf, frame,
+        ));
+        match exchange.await {
             // The edge is stopping: the response said `Connection: close`.
             Outcome::KeepAlive if worker.stop.is_set() => return close(&mut wr).await,
             Outcome::KeepAlive => may_handoff = true,
@@ -202,6 +208,9 @@ async fn next_request<S: ClientStream>(
             let mut headers = [httparse::EMPTY_HEADER; http::MAX_HEADERS];
             match http::parse_request(buf, &mut headers) {
                 Ok(Some(head)) => {
+                    if frame.capacity() == 0 {
+                        *frame = worker.frame_buffers.take();
+                    }
                     let scheme = S::SCHEME;
                     return Some(prepare(
                         worker,
@@ -221,6 +230,9 @@ async fn next_request<S: ClientStream>(
             Some(at) => limits.header_timeout.saturating_sub(at.elapsed()),
         };
         let idle = started.is_none() && buf.is_empty();
+        if idle {
+            worker.frame_buffers.put(std::mem::take(frame));
+        }
         let spares = &worker.read_buffers;
         let read = super::idle::read_request(spares, rd, std::mem::take(buf), idle);
         let read = monoio::time::timeout(limit, read);
