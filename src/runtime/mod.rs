@@ -208,7 +208,10 @@ mod tests {
     fn huge_pages_are_turned_off() {
         disable_huge_pages().unwrap();
         // SAFETY: PR_GET_THP_DISABLE takes no arguments and returns the flag.
-        assert_eq!(unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) }, 1);
+        assert_eq!(
+            unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) },
+            1
+        );
     }
 
     #[test]
