@@ -4,6 +4,8 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    // Before any worker touches its heap; failing only costs memory (see the function).
+    let _ = adit::runtime::disable_huge_pages();
     let cli = adit::cli::Cli::parse();
     match adit::cli::run(cli) {
         Ok(code) => code,

@@ -35,6 +35,7 @@ use crate::http::{self, BodyDecoder, BodyFraming, HeadError, RequestHead, Versio
 use crate::metrics::Counter;
 use crate::quic::{RecvStream, SendStream, StreamError};
 use crate::runtime::io::{body_chunk, write_all};
+use crate::runtime::recycle;
 use crate::tunnel::frame::{self, BodyLen, RequestLine, StreamKind};
 use crate::tunnel::splice::splice;
 
@@ -153,7 +154,8 @@ pub async fn serve_client<S: ClientStream>(
     let (mut rd, mut wr) = stream.into_split();
     let mut buf = buf;
     let client_addr = peer.ip().to_string();
-    let mut frame = BytesMut::with_capacity(4 * 1024);
+    // Taken from the worker's spares when a request arrives, given back while idle.
+    let mut frame = BytesMut::new();
     let mut head = BytesMut::with_capacity(512);
 
     // A handed-off connection is not handed on again until it has been served here once,
@@ -186,7 +188,13 @@ pub async fn serve_client<S: ClientStream>(
             read: std::mem::take(&mut buf),
             head: std::mem::take(&mut head),
         };
-        let outcome = proxy_one(&worker, &request, &mut rd, &mut wr, &mut bufs, frame).await;
+        // Boxed: a request's state is most of the connection's future, and an idle
+        // connection should not carry its room. The box's memory is recycled, so this
+        // allocates nothing in the steady state.
+        let exchange = recycle::boxed(proxy_one(
+            &worker, &request, &mut rd, &mut wr, &mut bufs, frame,
+        ));
+        let outcome = exchange.await;
         (buf, head) = (bufs.read, bufs.head);
         match outcome {
             // The edge is stopping: the response said `Connection: close`.
@@ -218,6 +226,9 @@ async fn next_request<S: ClientStream>(
             let mut headers = [httparse::EMPTY_HEADER; http::MAX_HEADERS];
             match http::parse_request(buf, &mut headers) {
                 Ok(Some(head)) => {
+                    if frame.capacity() == 0 {
+                        *frame = worker.frame_buffers.take();
+                    }
                     let scheme = S::SCHEME;
                     return Some(prepare(
                         worker,
@@ -237,6 +248,9 @@ async fn next_request<S: ClientStream>(
             Some(at) => limits.header_timeout.saturating_sub(at.elapsed()),
         };
         let idle = started.is_none() && buf.is_empty();
+        if idle {
+            worker.frame_buffers.put(std::mem::take(frame));
+        }
         let spares = &worker.read_buffers;
         let read = super::idle::read_request(spares, rd, std::mem::take(buf), idle);
         let read = monoio::time::timeout(limit, read);

@@ -57,7 +57,9 @@ pub struct Worker {
     /// This worker's client connections, read by the main thread while draining.
     pub clients: Arc<ClientCounts>,
     /// Read buffers of client connections gone idle ([`super::idle`]).
-    pub read_buffers: super::idle::ReadBuffers,
+    pub read_buffers: super::idle::Spares,
+    /// Frame buffers of client connections gone idle ([`super::idle`]).
+    pub frame_buffers: super::idle::Spares,
 }
 
 impl Worker {
@@ -80,7 +82,8 @@ impl Worker {
             metrics,
             stop: Stop::default(),
             clients,
-            read_buffers: Default::default(),
+            read_buffers: super::idle::Spares::read_buffers(),
+            frame_buffers: super::idle::Spares::frame_buffers(),
         }
     }
 

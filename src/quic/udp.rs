@@ -37,7 +37,7 @@ pub(super) struct UdpIo {
     socket: std::net::UdpSocket,
     state: UdpSocketState,
     /// `RECV_SLOTS` receive buffers of `slot_len` bytes each, reused for every batch.
-    recv_buf: Vec<u8>,
+    recv_buf: RecvArea,
     slot_len: usize,
     meta: [RecvMeta; RECV_SLOTS],
 }
@@ -71,7 +71,7 @@ impl UdpIo {
         let io = UdpIo {
             socket,
             state,
-            recv_buf: vec![0; slot_len * RECV_SLOTS],
+            recv_buf: RecvArea::new(slot_len * RECV_SLOTS)?,
             slot_len,
             meta: [RecvMeta::default(); RECV_SLOTS],
         };
@@ -106,7 +106,7 @@ impl UdpIo {
     /// Receives one batch without blocking; returns how many buffers were filled, to be read
     /// back with [`UdpIo::datagrams`].
     pub(super) fn recv(&mut self) -> io::Result<usize> {
-        let mut chunks = self.recv_buf.chunks_mut(self.slot_len);
+        let mut chunks = self.recv_buf.as_mut_slice().chunks_mut(self.slot_len);
         let mut bufs: [IoSliceMut<'_>; RECV_SLOTS] =
             std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
         self.state
@@ -120,6 +120,7 @@ impl UdpIo {
         let start = i * self.slot_len;
         let data = self
             .recv_buf
+            .as_slice()
             .get(start..start + meta.len.min(self.slot_len))?;
         Some((meta, data))
     }
@@ -134,6 +135,60 @@ impl UdpIo {
             src_ip: out.src_ip,
         };
         self.state.try_send((&self.socket).into(), &transmit)
+    }
+}
+
+/// The receive memory of one endpoint, mapped from the kernel rather than taken from the
+/// heap.
+///
+/// With GRO an endpoint reads into 16 slots of 64 KiB, 1 MiB in all, and the connector has
+/// an endpoint per tunnel connection. Zeroed heap memory is often recycled memory that the
+/// allocator must clear, making the whole MiB resident at once; a fresh anonymous mapping is
+/// zero by definition and becomes resident page by page as datagrams land in it, so an idle
+/// endpoint holds only the few pages its handshakes and keep-alives touched.
+struct RecvArea {
+    start: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+impl RecvArea {
+    fn new(len: usize) -> io::Result<RecvArea> {
+        // SAFETY: an anonymous private mapping with no address hint touches no existing
+        // memory; the result is checked before use.
+        let start = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if start == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let start = std::ptr::NonNull::new(start.cast()).ok_or(io::ErrorKind::OutOfMemory)?;
+        Ok(RecvArea { start, len })
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` readable bytes, zero-filled by the kernel or written
+        // since, and lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.start.as_ptr(), self.len) }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`, and `&mut self` makes this the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.start.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for RecvArea {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made in `new` with this start and length, and no slice of
+        // it outlives `self`.
+        unsafe { libc::munmap(self.start.as_ptr().cast(), self.len) };
     }
 }
 
@@ -247,4 +302,19 @@ fn set_buffer_forced(sock: &socket2::SockRef<'_>, direction: Direction) -> io::R
 #[cfg(not(target_os = "linux"))]
 fn set_buffer_forced(_: &socket2::SockRef<'_>, _: Direction) -> io::Result<()> {
     Err(io::ErrorKind::Unsupported.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receive_area_starts_zeroed_and_keeps_what_is_written() {
+        let mut area = RecvArea::new(RECV_SLOTS * GRO_SLOT).unwrap();
+        assert_eq!(area.as_slice().len(), RECV_SLOTS * GRO_SLOT);
+        assert!(area.as_slice().iter().all(|&b| b == 0));
+
+        area.as_mut_slice()[GRO_SLOT..GRO_SLOT + 3].copy_from_slice(b"abc");
+        assert_eq!(&area.as_slice()[GRO_SLOT - 1..GRO_SLOT + 4], b"\0abc\0");
+    }
 }
