@@ -78,7 +78,7 @@ pub trait ClientStream: AsyncReadRent + AsyncWriteRent + Split + Sized + 'static
     fn into_handoff(self) -> Result<HandoffStream, Self>;
 
     /// Returns once the client has sent something, lending the kernel no buffer
-    /// ([`super::idle`]). At once by default: TLS may already hold decrypted bytes.
+    /// (`edge/idle.rs`). At once by default: TLS may already hold decrypted bytes.
     fn readable(_rd: &ReadHalf<Self>) -> impl std::future::Future<Output = std::io::Result<()>> {
         async { Ok(()) }
     }
