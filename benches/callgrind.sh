@@ -18,8 +18,10 @@ if [ ${#cases[@]} -eq 0 ]; then
     cases=(head_parse frame_encode request_path quic_exchange response_path)
 fi
 
-# The bench binary, built with the bench profile (optimized, with symbols).
+# The bench binary, built with the bench profile (optimized, with symbols). Cargo builds the
+# adit binary alongside and may report it last, so pick the bench's own artifact.
 exe=$(cargo bench --bench instructions --no-run --message-format=json 2>/dev/null |
+    grep '"name":"instructions"' |
     sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
 if [ -z "$exe" ]; then
     echo "could not build the instructions bench" >&2
