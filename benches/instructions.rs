@@ -513,7 +513,9 @@ fn read_to_end(conn: &mut quinn_proto::Connection, id: StreamId, chunks: &mut Ve
 }
 
 /// The edge's QUIC server config, with a leaf for the edge's server name signed by a fresh
-/// CA, and that CA's PEM for the connector.
+/// CA, and that CA's PEM for the connector. Ed25519, because its signatures have one length:
+/// with ECDSA the certificates and handshake messages vary by a byte or two per run, which
+/// moves later heap addresses and with them a few instructions of `memcpy`.
 fn edge_server_config() -> (Arc<quinn_proto::ServerConfig>, String) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, PKCS_ED25519};
     use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
