@@ -61,8 +61,8 @@ pub enum Done {
 const RESET_CLIENT_STALLED: u32 = 4;
 
 /// How the response body is framed for the client.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum ClientFraming {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFraming {
     None,
     Length(u64),
     Chunked,
@@ -177,18 +177,54 @@ async fn final_response<W: AsyncWriteRent>(
         .metrics
         .origin_latency
         .observe(exchange.opened.elapsed());
-    let no_body = exchange.is_head || status == 204 || status == 304;
+    let keep_alive = exchange.keep_alive && !exchange.stop.is_set();
+    let (framing, keep_alive) = client_head(
+        head,
+        response,
+        exchange.version,
+        exchange.is_head,
+        keep_alive,
+    );
+    exchange.head_sent.set(true);
+    let counted = &exchange.metrics.bytes_to_client;
+    let body = Body {
+        framing,
+        write_timeout: exchange.write_timeout,
+        counted,
+    };
+    // The head is split off the connection's buffer, which takes its bytes back for the
+    // next response once the write is done.
+    let relayed = relay_body(wr, recv, head.split().freeze(), rest, body).await;
+    // A response counts once its head was written (or failed to be), whatever became of
+    // its body.
+    exchange.metrics.response(status, exchange.started);
+    relayed?;
+    Ok(Done::Complete(keep_alive))
+}
+
+/// Writes the client's head for the final `response` into `head` (cleared first) and says
+/// how its body goes to the client and whether the connection stays open after it.
+/// `keep_alive` is whether the request allows that (and the edge is not stopping). Public so
+/// that `benches/instructions.rs` counts the same code.
+pub fn client_head(
+    head: &mut BytesMut,
+    response: &ResponseFrame<'_>,
+    version: Version,
+    is_head: bool,
+    keep_alive: bool,
+) -> (ClientFraming, bool) {
+    let status = response.status;
+    let no_body = is_head || status == 204 || status == 304;
     let framing = match response.body {
         _ if no_body => ClientFraming::None,
         BodyLen::Empty => ClientFraming::Length(0),
         BodyLen::Known(n) => ClientFraming::Length(n),
-        BodyLen::Unknown if exchange.version == Version::Http11 => ClientFraming::Chunked,
+        BodyLen::Unknown if version == Version::Http11 => ClientFraming::Chunked,
         BodyLen::Unknown => ClientFraming::Close,
     };
     // A response may start before the request body has all arrived (an echo, an early 413);
     // if the body is still unfinished when the response ends, the proxy closes then.
-    let keep_alive =
-        exchange.keep_alive && !exchange.stop.is_set() && framing != ClientFraming::Close;
+    let keep_alive = keep_alive && framing != ClientFraming::Close;
 
     head.clear();
     head.reserve(512);
@@ -208,21 +244,7 @@ async fn final_response<W: AsyncWriteRent>(
         head.put_slice(b"Connection: close\r\n");
     }
     head.put_slice(b"\r\n");
-    exchange.head_sent.set(true);
-    let counted = &exchange.metrics.bytes_to_client;
-    let body = Body {
-        framing,
-        write_timeout: exchange.write_timeout,
-        counted,
-    };
-    // The head is split off the connection's buffer, which takes its bytes back for the
-    // next response once the write is done.
-    let relayed = relay_body(wr, recv, head.split().freeze(), rest, body).await;
-    // A response counts once its head was written (or failed to be), whatever became of
-    // its body.
-    exchange.metrics.response(status, exchange.started);
-    relayed?;
-    Ok(Done::Complete(keep_alive))
+    (framing, keep_alive)
 }
 
 fn put_fields(head: &mut BytesMut, response: &ResponseFrame<'_>) {
@@ -361,6 +383,47 @@ mod tests {
         assert!(!super::is_connection_loss(&StreamError::Reset(0)));
         assert!(!super::is_connection_loss(&StreamError::Stopped(0)));
         assert!(!super::is_connection_loss(&StreamError::ClosedStream));
+    }
+
+    #[test]
+    fn client_head_frames_the_body_and_keeps_the_connection() {
+        use super::{client_head, ClientFraming};
+        use crate::http::Version;
+        use crate::tunnel::frame::{self, BodyLen, Frame};
+
+        let head_for = |body, version, is_head| {
+            let mut encoded = bytes::BytesMut::new();
+            let fields = [(&b"Content-Type"[..], &b"text/plain"[..])];
+            frame::encode_response(&mut encoded, 200, body, fields).unwrap();
+            let Ok(Some((Frame::Response(response), _))) = frame::decode(&encoded) else {
+                panic!("not a response frame");
+            };
+            let mut head = bytes::BytesMut::new();
+            let decided = client_head(&mut head, &response, version, is_head, true);
+            (decided, String::from_utf8(head.to_vec()).unwrap())
+        };
+
+        assert_eq!(
+            head_for(BodyLen::Known(13), Version::Http11, false),
+            (
+                (ClientFraming::Length(13), true),
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\n".into()
+            )
+        );
+        assert_eq!(
+            head_for(BodyLen::Unknown, Version::Http10, false),
+            (
+                (ClientFraming::Close, false),
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n".into()
+            )
+        );
+        assert_eq!(
+            head_for(BodyLen::Unknown, Version::Http11, true),
+            (
+                (ClientFraming::None, true),
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n".into()
+            )
+        );
     }
 
     #[test]
