@@ -10,13 +10,14 @@
 //! runs each once and prints the wall time per iteration, which is only a sanity check.
 //!
 //! Instructions per iteration on this machine (2 vCPUs, AMD EPYC, valgrind 3.19, rustc 1.95),
-//! commit 828b6f6, from `benches/callgrind.sh`; two runs gave identical totals:
+//! commit 828b6f6 (quic_exchange: 9396774, which dropped quinn-udp's tracing-log feature),
+//! from `benches/callgrind.sh`; two runs gave identical totals:
 //!
 //! ```text
 //! head_parse       2234
 //! frame_encode     2954
 //! request_path     5195
-//! quic_exchange   50156
+//! quic_exchange   48652
 //! response_path    7623
 //! ```
 //!

@@ -168,7 +168,10 @@ fn raise_open_files(connections: usize) -> Result<()> {
     let needed = connections as u64 + 256;
     if limit.rlim_cur < needed {
         let hard = limit.rlim_max;
-        let message = format!("{connections} connections need {needed} open files; the hard limit is {hard} (see tuning/README.md)");
+        let message = format!(
+            "{connections} connections need {needed} open files; the hard limit is {hard} \
+             (see tuning/README.md)"
+        );
         return Err(message.into());
     }
     Ok(())
