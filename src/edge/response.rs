@@ -242,6 +242,10 @@ pub fn client_head(
     }
     if !keep_alive {
         head.put_slice(b"Connection: close\r\n");
+    } else if version == Version::Http10 {
+        // HTTP/1.0 closes by default: a client that asked to keep the connection is told it
+        // was kept.
+        head.put_slice(b"Connection: keep-alive\r\n");
     }
     head.put_slice(b"\r\n");
     (framing, keep_alive)
@@ -415,6 +419,15 @@ mod tests {
             (
                 (ClientFraming::Close, false),
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n".into()
+            )
+        );
+        assert_eq!(
+            head_for(BodyLen::Known(13), Version::Http10, false),
+            (
+                (ClientFraming::Length(13), true),
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\
+                 Connection: keep-alive\r\n\r\n"
+                    .into()
             )
         );
         assert_eq!(

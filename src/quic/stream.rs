@@ -77,6 +77,8 @@ impl SendStream {
                 Err(WriteError::Stopped(code)) => {
                     self.done = true;
                     state.half_done(self.id, Half::Send);
+                    answer_stop(&mut state.conn, self.id, code);
+                    wrote = true;
                     break Poll::Ready(Err(StreamError::Stopped(code.into_inner())));
                 }
                 Err(WriteError::ClosedStream) => break Poll::Ready(Err(StreamError::ClosedStream)),
@@ -110,6 +112,9 @@ impl SendStream {
             Err(FinishError::Stopped(code)) => {
                 self.done = true;
                 state.half_done(self.id, Half::Send);
+                answer_stop(&mut state.conn, self.id, code);
+                drop(state);
+                shared.touch();
                 Err(StreamError::Stopped(code.into_inner()))
             }
             Err(FinishError::ClosedStream) => Err(StreamError::ClosedStream),
@@ -157,6 +162,15 @@ impl SendStream {
         })
         .await
     }
+}
+
+/// Answers the peer's STOP_SENDING with a RESET_STREAM of the same code, as RFC 9000 asks.
+/// quinn-proto keeps a stopped stream's send state (and counts it as unacknowledged) until
+/// the stream is reset; without this every request a client abandoned stayed there for the
+/// life of the connection, and a draining connector waited its whole grace period for it.
+fn answer_stop(conn: &mut quinn_proto::Connection, id: StreamId, code: VarInt) {
+    // An error means quinn already forgot the stream.
+    let _ = conn.send_stream(id).reset(code);
 }
 
 impl Drop for SendStream {

@@ -361,6 +361,15 @@ fn reset_and_stop_propagate_with_their_codes() {
         assert_eq!(send.stopped().await.unwrap(), 9);
         let write = send.write(Bytes::from_static(b"more")).await;
         assert!(matches!(write, Err(StreamError::Stopped(9))), "{write:?}");
+
+        // The stopped stream was answered with a reset, so once the peer has acknowledged
+        // it nothing of it is left unacknowledged on this side (a drain waits for that).
+        drop(send);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while pair.client_conn.unacked_streams() > 0 && Instant::now() < deadline {
+            monoio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(pair.client_conn.unacked_streams(), 0);
     });
 }
 
