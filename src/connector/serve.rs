@@ -165,12 +165,26 @@ async fn server_task(local: Rc<Local>, mut accepted: Accepted) {
 
 /// Accepts and serves streams until the connection ends; returns why it ended.
 pub async fn serve_connection(local: Rc<Local>, conn: Connection) -> QuicError {
+    serve_streams(&local, &conn, None).await
+}
+
+/// [`serve_connection`] for a connection being retired: `serving` counts its streams in
+/// flight, so the retirement knows when closing it loses nothing.
+pub async fn serve_counted(local: Rc<Local>, conn: Connection, serving: Rc<Cell<usize>>) {
+    serve_streams(&local, &conn, Some(serving)).await;
+}
+
+async fn serve_streams(
+    local: &Rc<Local>,
+    conn: &Connection,
+    serving: Option<Rc<Cell<usize>>>,
+) -> QuicError {
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
-                let serving = None;
+                let serving = serving.clone();
                 dispatch(
-                    &local,
+                    local,
                     Accepted {
                         send,
                         recv,
@@ -180,22 +194,6 @@ pub async fn serve_connection(local: Rc<Local>, conn: Connection) -> QuicError {
             }
             Err(err) => return err,
         }
-    }
-}
-
-/// [`serve_connection`] for a connection being retired: `serving` counts its streams in
-/// flight, so the retirement knows when closing it loses nothing.
-pub async fn serve_counted(local: Rc<Local>, conn: Connection, serving: Rc<Cell<usize>>) {
-    while let Ok((send, recv)) = conn.accept_bi().await {
-        let serving = Some(serving.clone());
-        dispatch(
-            &local,
-            Accepted {
-                send,
-                recv,
-                serving,
-            },
-        );
     }
 }
 
