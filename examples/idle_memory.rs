@@ -113,8 +113,26 @@ fn main() -> Result<()> {
     drop(clients);
     drop(connector);
     drop(edge);
-    Ok(())
+    drop(scratch);
+
+    // The per-client figure includes the edge's fixed start-up growth spread over the
+    // clients, so it is only meaningful with many of them (the default 10,000).
+    let idle_ok = edge_idle + connector_idle < IDLE_TARGET;
+    let per_client_ok = per_connection < PER_CLIENT_TARGET;
+    if idle_ok && per_client_ok {
+        println!("both targets met");
+        Ok(())
+    } else {
+        println!("target missed");
+        std::process::exit(1);
+    }
 }
+
+/// Edge plus connector at rest must stay under this.
+const IDLE_TARGET: u64 = 32 << 20;
+
+/// An idle keep-alive client must cost the edge less than this.
+const PER_CLIENT_TARGET: u64 = 10 << 10;
 
 fn parse_args() -> Result<(usize, usize)> {
     let mut connections = 10_000;
