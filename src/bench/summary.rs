@@ -312,14 +312,14 @@ mod tests {
         );
         assert_eq!(
             lines[3],
-            "tunnel       adit edge+connector      20.0k          —       2.00    10.0k     0.50     \
-             2.00     4.00   50.0µs"
+            "tunnel       adit edge+connector      20.0k          —       2.00    10.0k     \
+             0.50     2.00     4.00   50.0µs"
         );
         assert_eq!(lines[5], "ratio to rathole:");
         assert_eq!(
             lines[7],
-            "tunnel       adit edge+connector      2.00x          —          —    1.00x    2.00x    \
-             2.00x    2.00x    2.00x"
+            "tunnel       adit edge+connector      2.00x          —          —    1.00x    \
+             2.00x    2.00x    2.00x    2.00x"
         );
         assert_eq!(table(&Summary::default()), "");
     }
