@@ -156,7 +156,7 @@ pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
     let metrics: Vec<Arc<ConnectorMetrics>> = (0..workers).map(|_| Arc::default()).collect();
     let worker_metrics = metrics.clone();
     let pin = config.pin_cpus;
-    let threads = runtime::spawn_pinned_workers("connector", items, pin, move |index, item| {
+    let threads = runtime::spawn_workers("connector", items, pin, move |index, item| {
         let (sockets, inbox) = item;
         let metrics = worker_metrics[index].clone();
         let settings = settings.clone();

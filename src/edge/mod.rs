@@ -158,7 +158,7 @@ pub fn start(config: EdgeConfig) -> anyhow::Result<Edge> {
     let clients: Vec<Arc<drain::ClientCounts>> = (0..workers).map(|_| Arc::default()).collect();
     let worker_clients = clients.clone();
     let pin = config.pin_cpus;
-    let threads = runtime::spawn_pinned_workers("edge", items, pin, move |index, sockets| {
+    let threads = runtime::spawn_workers("edge", items, pin, move |index, sockets| {
         let worker = Rc::new(Worker::new(
             index,
             limits,

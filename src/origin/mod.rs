@@ -52,11 +52,12 @@ pub struct Origin {
 pub fn spawn(listen: SocketAddr, workers: usize) -> std::io::Result<Origin> {
     let listeners = runtime::bind_tcp_group(listen, workers)?;
     let addr = listeners[0].local_addr()?;
-    let threads = runtime::spawn_workers("origin", listeners, |index, listener| async move {
-        if let Err(err) = accept_loop(listener).await {
-            tracing::error!("origin worker {index} stopped: {err}");
-        }
-    })?;
+    let threads =
+        runtime::spawn_workers("origin", listeners, false, |index, listener| async move {
+            if let Err(err) = accept_loop(listener).await {
+                tracing::error!("origin worker {index} stopped: {err}");
+            }
+        })?;
     tracing::info!(%addr, "origin listening");
     Ok(Origin { addr, threads })
 }
@@ -65,11 +66,16 @@ pub fn spawn(listen: SocketAddr, workers: usize) -> std::io::Result<Origin> {
 pub fn spawn_tcp_echo(listen: SocketAddr, workers: usize) -> std::io::Result<Origin> {
     let listeners = runtime::bind_tcp_group(listen, workers)?;
     let addr = listeners[0].local_addr()?;
-    let threads = runtime::spawn_workers("origin-echo", listeners, |index, listener| async move {
-        if let Err(err) = echo_loop(listener).await {
-            tracing::error!("echo origin worker {index} stopped: {err}");
-        }
-    })?;
+    let threads = runtime::spawn_workers(
+        "origin-echo",
+        listeners,
+        false,
+        |index, listener| async move {
+            if let Err(err) = echo_loop(listener).await {
+                tracing::error!("echo origin worker {index} stopped: {err}");
+            }
+        },
+    )?;
     tracing::info!(%addr, "TCP echo origin listening");
     Ok(Origin { addr, threads })
 }

@@ -75,23 +75,10 @@ pub fn block_on<F: Future>(main: F) -> std::io::Result<F::Output> {
 }
 
 /// Starts one named worker thread per item, each running `body(index, item)` on its own
-/// runtime; the item carries what that worker owns (its sockets, say).
+/// runtime; the item carries what that worker owns (its sockets, say). With `pin_cpus`,
+/// worker `i` first pins itself to the `i`-th CPU the process may run on ([`affinity`]),
+/// before its runtime and ring exist.
 pub fn spawn_workers<T, F, Fut>(
-    name: &str,
-    items: Vec<T>,
-    body: F,
-) -> std::io::Result<Vec<JoinHandle<()>>>
-where
-    T: Send + 'static,
-    F: Fn(usize, T) -> Fut + Send + Clone + 'static,
-    Fut: Future<Output = ()>,
-{
-    spawn_pinned_workers(name, items, false, body)
-}
-
-/// As [`spawn_workers`]; with `pin_cpus`, worker `i` first pins itself to the `i`-th CPU the
-/// process may run on ([`affinity`]), before its runtime and ring exist.
-pub fn spawn_pinned_workers<T, F, Fut>(
     name: &str,
     items: Vec<T>,
     pin_cpus: bool,
