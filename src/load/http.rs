@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use monoio::net::TcpStream;
 
+use super::pacer::Pacer;
 use super::schedule::Schedule;
 use super::worker::{drive, Plan, Worker, RECONNECT_PAUSE};
 use super::{HttpLoad, LoadError, Progress, Report};
@@ -134,6 +135,7 @@ async fn connection(worker: Rc<Worker>, shared: Arc<Shared>, index: usize) {
         stream: None,
         buf: BytesMut::with_capacity(READ_CHUNK),
     };
+    let mut pacer = schedule.as_ref().and_then(|_| Pacer::new());
     // The intended time of the request holding a ticket, kept across failed attempts.
     let mut due: Option<Instant> = None;
     loop {
@@ -148,7 +150,7 @@ async fn connection(worker: Rc<Worker>, shared: Arc<Shared>, index: usize) {
             );
         }
         if let (Some(at), Some(_)) = (due, &schedule) {
-            if !worker.sleep_until(at).await {
+            if !worker.pace(pacer.as_mut(), at).await {
                 return;
             }
         } else if worker.expired(Instant::now()) {

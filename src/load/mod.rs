@@ -17,9 +17,12 @@
 //!   response completely (length, chunked or close-delimited).
 //! - [`tcp`]: round trips of small messages and bulk transfer against an echo server.
 //! - [`schedule`]: the open-loop send times (pure).
+//! - [`pacer`]: waking at those times with a high-resolution timer rather than the runtime's
+//!   millisecond wheel.
 //! - [`report`]: the merged result, its summary, JSON and `.hgrm` text.
 
 mod http;
+mod pacer;
 pub mod report;
 pub mod schedule;
 mod tcp;

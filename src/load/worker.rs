@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::pacer::Pacer;
 use super::report::{latency_histogram, Report};
 use super::{LoadError, Progress, DEFAULT_DURATION};
 use crate::runtime;
@@ -140,6 +141,20 @@ impl Worker {
         let end = self.deadline.map_or(until, |end| end.min(until));
         monoio::time::sleep_until(monoio::time::Instant::from_std(end)).await;
         !self.expired(Instant::now())
+    }
+
+    /// Sleeps until an open-loop send time, on `pacer`'s high-resolution timer when there is
+    /// one; false when the run ended first.
+    pub async fn pace(&self, pacer: Option<&mut Pacer>, until: Instant) -> bool {
+        match pacer {
+            Some(pacer) if !self.expired(until) => {
+                if pacer.sleep_until(until).await.is_err() {
+                    return self.sleep_until(until).await;
+                }
+                !self.expired(Instant::now())
+            }
+            _ => self.sleep_until(until).await,
+        }
     }
 }
 
