@@ -67,10 +67,23 @@ pub fn default_workers() -> usize {
 /// Runs `main` on a fresh runtime on the current thread: io_uring where the kernel has it,
 /// epoll otherwise.
 pub fn block_on<F: Future>(main: F) -> std::io::Result<F::Output> {
-    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .with_entries(1024)
-        .build()?;
+    let build = |ring: io_uring::Builder| {
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .with_entries(1024)
+            .uring_builder(ring)
+            .build()
+    };
+    // Only this thread submits to and reaps from its ring, so completions need not interrupt
+    // it with an inter-processor interrupt: they are run at its next kernel entry, and the
+    // kernel may skip cross-thread bookkeeping. Kernels before 6.0 refuse these flags; the
+    // ring is then built without them.
+    let mut tuned = io_uring::IoUring::builder();
+    tuned.setup_coop_taskrun().setup_single_issuer();
+    let mut rt = match build(tuned) {
+        Ok(rt) => rt,
+        Err(_) => build(io_uring::IoUring::builder())?,
+    };
     Ok(rt.block_on(main))
 }
 
