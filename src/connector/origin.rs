@@ -227,7 +227,7 @@ fn failed(failure: Failure) -> Exchange {
     match failure {
         Failure::NoResponse => Exchange::NoResponse,
         Failure::Origin(code, message) => Exchange::Failed(code, message),
-        Failure::AfterHead => Exchange::Done(None),
+        Failure::AfterHead | Failure::Abandoned => Exchange::Done(None),
     }
 }
 
