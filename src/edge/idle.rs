@@ -4,8 +4,9 @@
 //! A read posted to io_uring owns its buffer until the client sends something, so a
 //! connection waiting for its next request with a read in flight pins a whole read buffer
 //! (64 KiB) for as long as it idles; ten thousand idle clients would hold 640 MiB. Between
-//! requests a plain TCP connection instead waits for readability (a poll, no buffer) and
-//! only then takes a buffer. The buffer a request frame is encoded into (4 KiB) likewise
+//! requests a connection instead waits for readability (a poll, no buffer) and only then
+//! takes a buffer; a TLS connection does so only when its session holds no received bytes,
+//! which the socket's readiness would not announce. The buffer a request frame is encoded into (4 KiB) likewise
 //! goes back while the connection idles. The buffers of connections that went idle wait in
 //! a few per-worker spares, so a busy connection takes one back without allocating.
 //!

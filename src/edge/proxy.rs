@@ -14,6 +14,13 @@
 //!
 //! Limits: a client has [`ClientLimits::idle_timeout`] to start a request and, once its
 //! first byte arrived, [`ClientLimits::header_timeout`] to complete the head (else 408).
+//!
+//! A client that hangs up (FIN, RST, socket error) after its request went out whole and
+//! before the response head arrived is noticed by the readiness wait the connection arms for
+//! its next request (`edge/idle.rs`), polled alongside the download: the stream is stopped
+//! and reset, so the connector gives up the origin request, and the request counts as a 499
+//! as nginx logs it. Bytes that arrive instead (a pipelined request) are left for the next
+//! request. Over TLS only a close or reset of the socket is noticed (see [`ClientStream::gone`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
