@@ -5,6 +5,8 @@
 //! to be closed before any response byte arrived is replaced by a fresh one and the request
 //! sent again, but only when nothing of a body had been consumed from the stream. A
 //! WebSocket request the origin accepts (101) turns the stream into raw bytes both ways.
+//! While the origin's head is awaited the stream is watched: when the edge stops it (its
+//! client hung up), the origin connection is closed rather than pooled or waited on.
 
 use std::cell::Cell;
 use std::fmt::Write;
@@ -227,7 +229,7 @@ fn failed(failure: Failure) -> Exchange {
     match failure {
         Failure::NoResponse => Exchange::NoResponse,
         Failure::Origin(code, message) => Exchange::Failed(code, message),
-        Failure::AfterHead => Exchange::Done(None),
+        Failure::AfterHead | Failure::Abandoned => Exchange::Done(None),
     }
 }
 

@@ -1,6 +1,9 @@
 //! The origin's response, read off the origin connection and written into the stream: interim
 //! heads as they come, then the final head as a response frame, then the body unframed.
 
+use std::future::Future;
+use std::task::Poll;
+
 use bytes::{Buf, Bytes, BytesMut};
 use monoio::io::OwnedReadHalf;
 
@@ -24,6 +27,9 @@ pub enum Failure {
     Origin(ErrorCode, String),
     /// The response broke off after its head went to the edge; the stream was reset.
     AfterHead,
+    /// The edge stopped the stream before the head (its client hung up); the stream was
+    /// reset and nothing more is owed to it.
+    Abandoned,
 }
 
 /// What the origin's final response head says, with its frame already encoded.
@@ -37,6 +43,10 @@ pub struct Head {
 /// Reads heads until the final one, forwarding interim ones (100 Continue, 103 Early Hints)
 /// to the edge as they arrive, all within the rule's response timeout. `buf` keeps what was
 /// read past the final head.
+///
+/// Meanwhile the stream is watched: when the edge stops it (its client hung up) or its
+/// connection ends, nobody will read the response, so the wait is given up at once and the
+/// caller drops the origin connection, which tells the origin too.
 pub async fn final_head(
     rd: &mut ReadHalf,
     buf: &mut BytesMut,
@@ -48,7 +58,11 @@ pub async fn final_head(
     let timeout = rule.origin.response_timeout;
     let heads = async {
         loop {
-            let head = read_head(rd, buf, rule, is_head, buffers).await?;
+            let read = read_head(rd, buf, rule, is_head, buffers);
+            let head = match unless_stopped(read, send).await {
+                Some(head) => head?,
+                None => return Err(Failure::Abandoned),
+            };
             if !(100..200).contains(&head.status) || head.status == 101 {
                 return Ok(head);
             }
@@ -64,6 +78,34 @@ pub async fn final_head(
             Err(Failure::Origin(ErrorCode::OriginTimeout, message))
         }
     }
+}
+
+/// Runs `work` until it ends or the stream is stopped by the edge (or cannot be written
+/// any more); `None` in the second case, with the stream reset. Polling for the stop only
+/// looks at the stream's state: it costs no system call.
+async fn unless_stopped<F: Future>(work: F, send: &mut SendStream) -> Option<F::Output> {
+    let code = {
+        let mut work = std::pin::pin!(work);
+        let mut stopped = std::pin::pin!(send.stopped());
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = work.as_mut().poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            stopped.as_mut().poll(cx).map(Err)
+        })
+        .await
+    };
+    let code = match code {
+        Ok(out) => return Some(out),
+        Err(code) => code,
+    };
+    tracing::debug!("the edge abandoned the request ({code:?}); giving up the origin's answer");
+    let code = code
+        .ok()
+        .and_then(|code| u32::try_from(code).ok())
+        .unwrap_or(0);
+    send.reset(code);
+    None
 }
 
 /// Streams the body that follows `head` into `send` and finishes the stream. Ok(true) when

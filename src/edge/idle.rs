@@ -4,12 +4,24 @@
 //! A read posted to io_uring owns its buffer until the client sends something, so a
 //! connection waiting for its next request with a read in flight pins a whole read buffer
 //! (64 KiB) for as long as it idles; ten thousand idle clients would hold 640 MiB. Between
-//! requests a plain TCP connection instead waits for readability (a poll, no buffer) and
-//! only then takes a buffer. The buffer a request frame is encoded into (4 KiB) likewise
+//! requests a connection instead waits for readability (a poll, no buffer) and only then
+//! takes a buffer; a TLS connection does so only when its session holds no received bytes,
+//! which the socket's readiness would not announce. The buffer a request frame is encoded into (4 KiB) likewise
 //! goes back while the connection idles. The buffers of connections that went idle wait in
 //! a few per-worker spares, so a busy connection takes one back without allocating.
+//!
+//! That readiness wait ([`Watch`]) is armed as soon as a request without a body (or with its
+//! body all sent) has gone down the tunnel, not once its response is written: while the
+//! response head is awaited the proxy polls it too, so a client that hangs up meanwhile is
+//! noticed (see `proxy.rs`), and otherwise the same wait serves as the idle wait before the
+//! next request. A request thus costs one readiness poll either way.
 
-use std::cell::RefCell;
+use std::cell::{RefCell, UnsafeCell};
+use std::future::Future;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use monoio::io::OwnedReadHalf;
@@ -88,25 +100,237 @@ impl Spares {
 /// Reads more of a client's request into `buf`. With `idle` (no request begun, nothing
 /// buffered) the buffer goes to the spares while the connection waits for readability, and
 /// the read that follows takes one back; otherwise it reads straight into `buf`.
-pub async fn read_request<S: ClientStream>(
+pub async fn read_request<S: ClientStream, F: Future<Output = std::io::Result<()>>>(
     spares: &Spares,
     reader: &mut OwnedReadHalf<S>,
     buf: BytesMut,
     idle: bool,
+    watch: &mut Watch<'_, S, F>,
 ) -> (std::io::Result<usize>, BytesMut) {
     if !idle {
         return read_more(reader, buf).await;
     }
     spares.put(buf);
-    if let Err(err) = S::readable(reader).await {
+    if let Err(err) = watch.readable(reader).await {
         return (Err(err), BytesMut::new());
     }
     read_more(reader, spares.take()).await
 }
 
+/// The shared client connection behind both halves.
+pub type Shared<S> = Rc<UnsafeCell<S>>;
+
+/// Waits until the socket under `stream` is readable: the client sent something, closed or
+/// reset. The wait holds a reference of the connection, which it gives back when dropped.
+pub async fn readiness<S: ClientStream>(stream: Shared<S>) -> std::io::Result<()> {
+    // SAFETY: the halves of the connection reach it through the same cell and monoio's own
+    // halves take `&mut` from it while the other half is in use, so this shared reference
+    // overlaps nothing that monoio's do not; it is only used to submit the poll (which
+    // keeps its own handle of the descriptor) and reads no field the halves change.
+    let socket = unsafe { &*stream.get() }.socket();
+    socket.readable(false).await
+}
+
+/// A client connection's readiness wait, kept from the request that armed it to the idle
+/// wait before the next one; see the module documentation.
+///
+/// The wait is built by `arm` (always [`readiness`]; a function pointer because its future
+/// type has no name) and lives in `wait`, pinned by the connection's task. It never outlives
+/// the request loop holding a reference of the connection past its completion, so the halves
+/// can still be reunited for a handoff.
+pub struct Watch<'p, S, F> {
+    wait: Pin<&'p mut Option<F>>,
+    /// The result of a wait that completed and was not used yet.
+    fired: Option<std::io::Result<()>>,
+    arm: fn(Shared<S>) -> F,
+}
+
+impl<'p, S: ClientStream, F: Future<Output = std::io::Result<()>>> Watch<'p, S, F> {
+    pub fn new(wait: Pin<&'p mut Option<F>>, arm: fn(Shared<S>) -> F) -> Self {
+        Watch {
+            wait,
+            fired: None,
+            arm,
+        }
+    }
+
+    /// Starts waiting for the client, unless a wait is already armed or completed, or the
+    /// stream holds received bytes the socket's readiness would not announce. True when a
+    /// wait is armed or completed.
+    pub fn arm(&mut self, stream: &Shared<S>) -> bool {
+        if self.fired.is_some() || self.wait.is_some() {
+            return true;
+        }
+        // SAFETY: as in `readiness`; no read of the connection is in flight (the caller
+        // reads nothing while it arms), so the stream's buffers are at rest.
+        if !unsafe { &*stream.get() }.drained() {
+            return false;
+        }
+        self.wait.set(Some((self.arm)(stream.clone())));
+        true
+    }
+
+    /// Polls an armed wait. Ready once it completes; the result stays for
+    /// [`Watch::readable`].
+    pub fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.fired.is_some() {
+            return Poll::Ready(());
+        }
+        let Some(wait) = self.wait.as_mut().as_pin_mut() else {
+            return Poll::Pending;
+        };
+        let fired = std::task::ready!(wait.poll(cx));
+        // Dropped at once: the wait holds a reference of the connection.
+        self.wait.set(None);
+        self.fired = Some(fired);
+        Poll::Ready(())
+    }
+
+    /// After the wait completed: whether the client has gone (the wait failed, or the
+    /// stream says so) rather than sent more.
+    pub fn gone(&self, stream: &Shared<S>) -> bool {
+        match &self.fired {
+            Some(Err(_)) => true,
+            // SAFETY: as in `readiness`; `gone` reads nothing from the connection.
+            Some(Ok(())) => unsafe { &*stream.get() }.gone(),
+            None => false,
+        }
+    }
+
+    /// Drops any wait in flight, so the connection can be reunited.
+    pub fn disarm(&mut self) {
+        self.wait.set(None);
+        self.fired = None;
+    }
+
+    /// Returns once the client has sent something, through the armed wait when there is
+    /// one. At once when the stream already holds received bytes.
+    async fn readable(&mut self, rd: &OwnedReadHalf<S>) -> std::io::Result<()> {
+        if !self.arm(&rd.0) {
+            return Ok(());
+        }
+        std::future::poll_fn(|cx| self.poll_fired(cx)).await;
+        self.fired.take().unwrap_or(Ok(()))
+    }
+}
+
+/// Whether the client of a plain connection whose socket turned readable has gone: it
+/// closed with nothing left to read, or the socket failed. Bytes waiting (a pipelined
+/// request, even one followed by a close) are left where they are, for the next request.
+pub fn closed_or_failed(socket: &impl AsRawFd) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: the buffer is one writable byte that outlives the call; the descriptor is the
+    // live socket `socket` owns. MSG_PEEK leaves any data in the socket.
+    let peeked = unsafe {
+        libc::recv(
+            socket.as_raw_fd(),
+            std::ptr::from_mut(&mut byte).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    match peeked {
+        0 => true,
+        n if n > 0 => false,
+        _ => {
+            let err = std::io::Error::last_os_error();
+            !matches!(
+                err.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+            )
+        }
+    }
+}
+
+/// Whether the socket under a TLS connection was closed (FIN) or reset by the client. Its
+/// bytes cannot be peeked at: ciphertext does not tell a close_notify from a request.
+pub fn hung_up(socket: &impl AsRawFd) -> bool {
+    let mut poll = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: `poll` is one valid pollfd for the duration of the call; a zero timeout makes
+    // the call return at once.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    ready > 0 && poll.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
+
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+
     use super::*;
+
+    /// A connected pair on loopback: the client's end and the server's.
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (client, server)
+    }
+
+    /// Waits (bounded) until the server's end is readable.
+    fn wait_readable(server: &TcpStream) {
+        let mut poll = libc::pollfd {
+            fd: server.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let ready = unsafe { libc::poll(&mut poll, 1, 5000) };
+        assert_eq!(ready, 1);
+    }
+
+    #[test]
+    fn a_pipelined_request_is_not_a_hang_up_and_stays_readable() {
+        let (mut client, server) = pair();
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        wait_readable(&server);
+        assert!(!closed_or_failed(&server));
+        assert!(!hung_up(&server));
+
+        // Data followed by a close: the data is still the next request's.
+        drop(client);
+        assert!(!closed_or_failed(&server));
+        let mut read = [0u8; 64];
+        let n = std::io::Read::read(&mut &server, &mut read).unwrap();
+        assert_eq!(&read[..n], b"GET / HTTP/1.1\r\n\r\n");
+        assert!(closed_or_failed(&server));
+    }
+
+    #[test]
+    fn a_close_or_a_reset_is_a_hang_up() {
+        let (client, server) = pair();
+        assert!(!closed_or_failed(&server));
+        assert!(!hung_up(&server));
+        drop(client);
+        wait_readable(&server);
+        assert!(closed_or_failed(&server));
+        assert!(hung_up(&server));
+
+        let (client, server) = pair();
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: a valid linger value and its size, on the client's live descriptor.
+        let set = unsafe {
+            libc::setsockopt(
+                client.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                std::ptr::from_ref(&linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(set, 0);
+        drop(client);
+        wait_readable(&server);
+        assert!(hung_up(&server));
+        assert!(closed_or_failed(&server));
+    }
 
     #[test]
     fn spares_are_bounded_and_only_usable_buffers_kept() {

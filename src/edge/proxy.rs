@@ -14,7 +14,15 @@
 //!
 //! Limits: a client has [`ClientLimits::idle_timeout`] to start a request and, once its
 //! first byte arrived, [`ClientLimits::header_timeout`] to complete the head (else 408).
+//!
+//! A client that hangs up (FIN, RST, socket error) after its request went out whole and
+//! before the response head arrived is noticed by the readiness wait the connection arms for
+//! its next request (`edge/idle.rs`), polled alongside the download: the stream is stopped
+//! and reset, so the connector gives up the origin request, and the request counts as a 499
+//! as nginx logs it. Bytes that arrive instead (a pipelined request) are left for the next
+//! request. Over TLS only a close or reset of the socket is noticed (see [`ClientStream::gone`]).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
@@ -29,6 +37,7 @@ use monoio::net::TcpStream;
 use uuid::Uuid;
 
 use super::error::{page, ProxyError};
+use super::idle::{self, Watch};
 use super::response::{self, Done, Exchange, Failure};
 use super::worker::{TunnelConn, Worker, WorkerMsg};
 use crate::http::{self, BodyDecoder, BodyFraming, HeadError, RequestHead, Version};
@@ -77,11 +86,19 @@ pub trait ClientStream: AsyncReadRent + AsyncWriteRent + Split + Sized + 'static
     /// The connection in a form another worker can adopt, or `self` back when it cannot move.
     fn into_handoff(self) -> Result<HandoffStream, Self>;
 
-    /// Returns once the client has sent something, lending the kernel no buffer
-    /// (`edge/idle.rs`). At once by default: TLS may already hold decrypted bytes.
-    fn readable(_rd: &ReadHalf<Self>) -> impl std::future::Future<Output = std::io::Result<()>> {
-        async { Ok(()) }
+    /// The socket under the connection, whose readiness says that the client sent something
+    /// or hung up (`edge/idle.rs`).
+    fn socket(&self) -> &TcpStream;
+
+    /// Whether every byte received was taken out of the connection, so that only the
+    /// socket's readiness can announce more. TLS may hold decrypted bytes.
+    fn drained(&self) -> bool {
+        true
     }
+
+    /// Once the socket turned readable while a response head was awaited: whether the
+    /// client has gone rather than sent more. Reads nothing, so no byte is lost.
+    fn gone(&self) -> bool;
 }
 
 /// A client connection on its way to another worker.
@@ -102,12 +119,12 @@ impl ClientStream for TcpStream {
         Ok(HandoffStream::Plain(stream))
     }
 
-    async fn readable(rd: &ReadHalf<Self>) -> std::io::Result<()> {
-        // SAFETY: the write half of this stream belongs to the same task, which does not use
-        // it while it waits here, so no mutable reference to the stream is alive; the poll
-        // only reads the descriptor.
-        let stream = unsafe { &*rd.0.get() };
-        stream.readable(false).await
+    fn socket(&self) -> &TcpStream {
+        self
+    }
+
+    fn gone(&self) -> bool {
+        super::idle::closed_or_failed(self)
     }
 }
 
@@ -161,6 +178,9 @@ pub async fn serve_client<S: ClientStream>(
     // A handed-off connection is not handed on again until it has been served here once,
     // so a stale snapshot cannot bounce it between workers.
     let mut may_handoff = buf.is_empty();
+    // The readiness wait of the client, kept from one request to the next (`edge/idle.rs`).
+    let wait = std::pin::pin!(None);
+    let mut watch = Watch::new(wait, idle::readiness::<S>);
 
     loop {
         let next = next_request(
@@ -170,6 +190,7 @@ pub async fn serve_client<S: ClientStream>(
             &client_addr,
             &mut frame,
             may_handoff,
+            &mut watch,
         );
         let request = match next.await {
             Some(Prepared::Ready(request)) => request,
@@ -177,6 +198,7 @@ pub async fn serve_client<S: ClientStream>(
                 return write_error(&worker, &mut wr, &err, Instant::now()).await
             }
             Some(Prepared::Handoff(target)) => {
+                watch.disarm();
                 return handoff(&worker, target, rd, wr, peer, buf);
             }
             None => return,
@@ -192,7 +214,7 @@ pub async fn serve_client<S: ClientStream>(
         // connection should not carry its room. The box's memory is recycled, so this
         // allocates nothing in the steady state.
         let exchange = recycle::boxed(proxy_one(
-            &worker, &request, &mut rd, &mut wr, &mut bufs, frame,
+            &worker, &request, &mut rd, &mut wr, &mut bufs, frame, &mut watch,
         ));
         let outcome = exchange.await;
         (buf, head) = (bufs.read, bufs.head);
@@ -203,6 +225,14 @@ pub async fn serve_client<S: ClientStream>(
             Outcome::Close => return close(&mut wr).await,
             Outcome::Failed(err) => {
                 return write_error(&worker, &mut wr, &err, request.started).await
+            }
+            // Counted as nginx logs it; dropping the halves closes the socket.
+            Outcome::ClientGone => {
+                tracing::debug!(%peer, "client closed the connection before the response");
+                worker
+                    .metrics
+                    .response(CLIENT_CLOSED_REQUEST, request.started);
+                return;
             }
         }
     }
@@ -218,6 +248,7 @@ async fn next_request<S: ClientStream>(
     client_addr: &str,
     frame: &mut BytesMut,
     may_handoff: bool,
+    watch: &mut Watch<'_, S, impl Future<Output = std::io::Result<()>>>,
 ) -> Option<Prepared> {
     let limits = worker.limits;
     let mut started = (!buf.is_empty()).then(Instant::now);
@@ -252,7 +283,7 @@ async fn next_request<S: ClientStream>(
             worker.frame_buffers.put(std::mem::take(frame));
         }
         let spares = &worker.read_buffers;
-        let read = super::idle::read_request(spares, rd, std::mem::take(buf), idle);
+        let read = idle::read_request(spares, rd, std::mem::take(buf), idle, watch);
         let read = monoio::time::timeout(limit, read);
         let read = if started.is_none() {
             // Waiting between requests: a stopping edge closes the connection at once.
@@ -401,7 +432,16 @@ enum Outcome {
     Close,
     /// Nothing of a response was written: the client gets an error page.
     Failed(ProxyError),
+    /// The client hung up before the response head arrived; the stream was abandoned.
+    ClientGone,
 }
+
+/// The status recorded for a request whose client hung up before its response head, as
+/// nginx logs it ("client closed request"). It is never sent.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// Stream reset and stop code when the client hung up before the response head.
+const RESET_CLIENT_GONE: u32 = 5;
 
 /// Sends one request down the tunnel and relays its answer. A request that is harmless to
 /// repeat goes out again on another connection of the tunnel when its connection is lost
@@ -414,6 +454,7 @@ async fn proxy_one<S: ClientStream>(
     wr: &mut WriteHalf<S>,
     bufs: &mut ClientBufs,
     mut frame: Bytes,
+    watch: &mut Watch<'_, S, impl Future<Output = std::io::Result<()>>>,
 ) -> Outcome {
     let mut conn = request.conn.clone();
     let mut sends = 1;
@@ -429,7 +470,8 @@ async fn proxy_one<S: ClientStream>(
         } else {
             std::mem::take(&mut frame)
         };
-        let lost = match relay(worker, request, rd, wr, bufs, this_time, (send, recv)).await {
+        let stream = (this_time, send, recv);
+        let lost = match relay(worker, request, rd, wr, bufs, stream, watch).await {
             Ok(outcome) => return outcome,
             Err(lost) => lost,
         };
@@ -474,14 +516,18 @@ fn resend_after_loss(resendable: bool, sends: usize) -> bool {
 /// Sends the request frame (and body) on an opened stream and relays the response. `Err`
 /// when the stream's connection was lost before any response byte arrived, and so before
 /// anything was written to the client.
+///
+/// Once the request is all sent, the client's readiness is watched until the response head
+/// arrives: a client that hung up meanwhile abandons the stream, so the connector gives up
+/// the origin request instead of waiting for an answer nobody reads.
 async fn relay<S: ClientStream>(
     worker: &Worker,
     request: &Request,
     rd: &mut ReadHalf<S>,
     wr: &mut WriteHalf<S>,
     bufs: &mut ClientBufs,
-    frame: Bytes,
-    (mut send, mut recv): (SendStream, RecvStream),
+    (frame, mut send, mut recv): (Bytes, SendStream, RecvStream),
+    watch: &mut Watch<'_, S, impl Future<Output = std::io::Result<()>>>,
 ) -> Result<Outcome, StreamError> {
     let ClientBufs { read: buf, head } = bufs;
     let opened = Instant::now();
@@ -529,17 +575,34 @@ async fn relay<S: ClientStream>(
         let _ = send.finish();
     }
     let idle = worker.limits.idle_timeout;
+    let client = rd.0.clone();
     let upload = async {
-        if !has_body {
-            return Upload::Done;
-        }
-        let counted = &worker.metrics.bytes_from_client;
-        upload_body(rd, buf, request.framing, &mut send, idle, counted).await
+        let uploaded = if has_body {
+            let counted = &worker.metrics.bytes_from_client;
+            upload_body(rd, buf, request.framing, &mut send, idle, counted).await
+        } else {
+            Upload::Done
+        };
+        // Bytes past the request (a pipelined one) are the client's next request: it has
+        // not gone, and its readiness announces nothing.
+        (uploaded, buf.is_empty())
     };
     let download = response::download(wr, &mut recv, &exchange, head);
-    Ok(match race(upload, download, &head_sent).await {
+    let watched = Watched {
+        watch,
+        client: &client,
+        head_sent: &head_sent,
+    };
+    let raced = race(upload, download, watched).await;
+    drop(client);
+    Ok(match raced {
         Err(Upload::BadBody(why)) => Outcome::Failed(ProxyError::BadBody(why)),
         Err(Upload::Stalled) => Outcome::Failed(ProxyError::BodyTimeout),
+        Err(Upload::ClientGone) => {
+            recv.stop(RESET_CLIENT_GONE);
+            send.reset(RESET_CLIENT_GONE);
+            Outcome::ClientGone
+        }
         Err(_) => Outcome::Close,
         Ok((_, Err(Failure::Lost(err)))) => return Err(err),
         Ok((_, Err(Failure::BeforeHead(err)))) => Outcome::Failed(err),
@@ -559,33 +622,65 @@ fn keep_or_close(keep: bool) -> Outcome {
     }
 }
 
+/// What [`race`] watches of the client besides the upload.
+struct Watched<'a, 'p, S, F> {
+    watch: &'a mut Watch<'p, S, F>,
+    client: &'a idle::Shared<S>,
+    /// Set once a response byte went out: from then on a write finds a gone client.
+    head_sent: &'a Cell<bool>,
+}
+
 /// Runs the upload and the download together until the download ends. A malformed request
 /// body found before any response byte went out ends it early, so the client gets a 400
 /// instead of whatever the origin makes of a cut-off body.
-async fn race<U, D>(
+///
+/// The upload ends with whether the client's bytes were all used. If so, the client's
+/// readiness wait is armed and polled alongside until the response head goes out; when it
+/// fires and the client has gone (`Err(Upload::ClientGone)`), the race ends. When it fires
+/// because the client sent more, it is left for the next request's idle wait and no longer
+/// polled here, so the request still costs one readiness poll.
+async fn race<U, D, S, F>(
     upload: U,
     download: D,
-    head_sent: &Cell<bool>,
+    watched: Watched<'_, '_, S, F>,
 ) -> Result<(Option<Upload>, D::Output), Upload>
 where
-    U: std::future::Future<Output = Upload>,
-    D: std::future::Future,
+    U: Future<Output = (Upload, bool)>,
+    D: Future,
+    S: ClientStream,
+    F: Future<Output = std::io::Result<()>>,
 {
     use std::task::Poll;
 
+    let Watched {
+        watch,
+        client,
+        head_sent,
+    } = watched;
     let mut upload = std::pin::pin!(upload);
     let mut download = std::pin::pin!(download);
     let mut uploaded = None;
+    let mut watching = false;
     std::future::poll_fn(|cx| {
         if uploaded.is_none() {
-            if let Poll::Ready(up) = upload.as_mut().poll(cx) {
+            if let Poll::Ready((up, quiet)) = upload.as_mut().poll(cx) {
                 if matches!(up, Upload::BadBody(_) | Upload::Stalled) && !head_sent.get() {
                     return Poll::Ready(Err(up));
                 }
+                watching = up == Upload::Done && quiet && !head_sent.get() && watch.arm(client);
                 uploaded = Some(up);
             }
         }
-        download.as_mut().poll(cx).map(Ok)
+        if let Poll::Ready(downloaded) = download.as_mut().poll(cx) {
+            return Poll::Ready(Ok(downloaded));
+        }
+        if watching && !head_sent.get() && watch.poll_fired(cx).is_ready() {
+            watching = false;
+            if watch.gone(client) {
+                return Poll::Ready(Err(Upload::ClientGone));
+            }
+        }
+        Poll::Pending
     })
     .await
     .map(|downloaded| (uploaded.take(), downloaded))
@@ -628,6 +723,8 @@ enum Upload {
     BadBody(String),
     /// The client sent no body bytes for the idle timeout.
     Stalled,
+    /// The client hung up before the response head arrived (see [`race`]).
+    ClientGone,
 }
 
 /// Stream reset code for a request body the client framed badly.
