@@ -6,9 +6,10 @@
 //! (64 KiB) for as long as it idles; ten thousand idle clients would hold 640 MiB. Between
 //! requests a connection instead waits for readability (a poll, no buffer) and only then
 //! takes a buffer; a TLS connection does so only when its session holds no received bytes,
-//! which the socket's readiness would not announce. The buffer a request frame is encoded into (4 KiB) likewise
-//! goes back while the connection idles. The buffers of connections that went idle wait in
-//! a few per-worker spares, so a busy connection takes one back without allocating.
+//! which the socket's readiness would not announce. The buffer a request frame is encoded
+//! into (4 KiB) likewise goes back while the connection idles. The buffers of connections
+//! that went idle wait in a few per-worker spares, so a busy connection takes one back
+//! without allocating.
 //!
 //! That readiness wait ([`Watch`]) is armed as soon as a request without a body (or with its
 //! body all sent) has gone down the tunnel, not once its response is written: while the
