@@ -99,6 +99,13 @@ pub trait ClientStream: AsyncReadRent + AsyncWriteRent + Split + Sized + 'static
     /// Once the socket turned readable while a response head was awaited: whether the
     /// client has gone rather than sent more. Reads nothing, so no byte is lost.
     fn gone(&self) -> bool;
+
+    /// Once the socket turned readable before a request: reads what it holds into `buf`
+    /// without the ring ([`idle::recv_ready`]), or `None` when that cannot be done here
+    /// (TLS bytes go through the session) and a normal read must follow.
+    fn read_ready(&self, _buf: &mut BytesMut) -> Option<std::io::Result<usize>> {
+        None
+    }
 }
 
 /// A client connection on its way to another worker.
@@ -125,6 +132,10 @@ impl ClientStream for TcpStream {
 
     fn gone(&self) -> bool {
         super::idle::closed_or_failed(self)
+    }
+
+    fn read_ready(&self, buf: &mut BytesMut) -> Option<std::io::Result<usize>> {
+        idle::recv_ready(self, buf)
     }
 }
 
