@@ -1,7 +1,8 @@
 //! A client that hangs up before its response head arrives: the edge abandons the stream
 //! (its active-stream gauge returns to 0 and the request counts as a 499, a 4xx) and the
 //! connector closes the origin connection instead of waiting for an answer. A client that
-//! sends its next request meanwhile has not hung up: both requests are answered, in order.
+//! sends its next request meanwhile has not hung up: both requests are answered, in order;
+//! but one that closes after such bytes has, and is found by the periodic check.
 //!
 //! The edge and the connector run in this process (one worker each), in front of an origin
 //! written here that answers `/hang` never, `/wait` when the test says so, and anything else
@@ -326,4 +327,46 @@ fn a_request_sent_before_the_previous_response_is_answered() {
         ("HTTP/1.1 200 OK".into(), "at once /third\n".into())
     );
     assert_eq!(stack.requests("4xx"), 0);
+}
+
+#[test]
+fn a_client_that_closes_after_sending_more_bytes_is_noticed_too() {
+    let (origin, seen, _go) = start_origin();
+    let stack = Stack::start(origin);
+    wait_ready(&stack, &seen);
+    let errors = stack.requests("5xx");
+
+    // Bytes past the request fire the watch without a hang-up; the close comes later, when
+    // the socket's readiness has nothing more to say.
+    let mut client = stack.client();
+    client.write_all(request("/hang").as_bytes()).unwrap();
+    assert_eq!(next_seen(&seen), Seen::Request("/hang".into()));
+    client.write_all(b"\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(stack.active_streams(), 1);
+    drop(client);
+
+    assert_eq!(next_seen(&seen), Seen::HangClosed);
+    let counted = eventually(LIMIT, "the abandoned request to be counted", || {
+        let counted = stack.requests("4xx");
+        (counted == 1 && stack.active_streams() == 0).then_some(counted)
+    });
+    assert_eq!(counted, 1);
+
+    // The same with a reset, and with the bytes and the close arriving together.
+    let client = stack.client();
+    let linger = socket_linger_zero(&client);
+    assert_eq!(linger, 0);
+    (&client).write_all(request("/hang").as_bytes()).unwrap();
+    assert_eq!(next_seen(&seen), Seen::Request("/hang".into()));
+    (&client).write_all(request("/next").as_bytes()).unwrap();
+    drop(client);
+
+    assert_eq!(next_seen(&seen), Seen::HangClosed);
+    let counted = eventually(LIMIT, "the second abandoned request to be counted", || {
+        let counted = stack.requests("4xx");
+        (counted == 2 && stack.active_streams() == 0).then_some(counted)
+    });
+    assert_eq!(counted, 2);
+    assert_eq!(stack.requests("5xx"), errors);
 }

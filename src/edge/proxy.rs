@@ -19,8 +19,11 @@
 //! before the response head arrived is noticed by the readiness wait the connection arms for
 //! its next request (`edge/idle.rs`), polled alongside the download: the stream is stopped
 //! and reset, so the connector gives up the origin request, and the request counts as a 499
-//! as nginx logs it. Bytes that arrive instead (a pipelined request) are left for the next
-//! request. Over TLS only a close or reset of the socket is noticed (see [`ClientStream::gone`]).
+//! as nginx logs it. Bytes that arrive instead (a pipelined request, or over TLS any record)
+//! are left for the next request; the socket's readiness then says nothing more, so until
+//! the head arrives the proxy looks every [`HANG_UP_CHECK`] whether the client closed or
+//! reset the connection behind them. Over TLS only a close or reset of the socket is noticed
+//! (see [`ClientStream::gone`]): a close_notify alone looks like a pipelined request.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -72,6 +75,10 @@ const OPEN_ATTEMPTS: usize = 3;
 /// How long an error page and the closing of a connection may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How often a client that sent bytes past its request is checked for a close or reset
+/// while its response head is awaited (the rare case readiness cannot announce it).
+const HANG_UP_CHECK: Duration = Duration::from_millis(250);
+
 /// How long opening a stream may wait for the connector's stream limit.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -97,7 +104,8 @@ pub trait ClientStream: AsyncReadRent + AsyncWriteRent + Split + Sized + 'static
     }
 
     /// Once the socket turned readable while a response head was awaited: whether the
-    /// client has gone rather than sent more. Reads nothing, so no byte is lost.
+    /// client has gone (closed, even behind bytes it sent, reset, or failed) rather than
+    /// only sent more. Reads nothing, so no byte is lost.
     fn gone(&self) -> bool;
 
     /// Once the socket turned readable before a request: reads what it holds into `buf`
@@ -131,7 +139,7 @@ impl ClientStream for TcpStream {
     }
 
     fn gone(&self) -> bool {
-        super::idle::closed_or_failed(self)
+        super::idle::closed_or_failed(self) || super::idle::hung_up(self)
     }
 
     fn read_ready(&self, buf: &mut BytesMut) -> Option<std::io::Result<usize>> {
@@ -649,7 +657,8 @@ struct Watched<'a, 'p, S, F> {
 /// readiness wait is armed and polled alongside until the response head goes out; when it
 /// fires and the client has gone (`Err(Upload::ClientGone)`), the race ends. When it fires
 /// because the client sent more, it is left for the next request's idle wait and no longer
-/// polled here, so the request still costs one readiness poll.
+/// polled here, so the request still costs one readiness poll; a close or reset behind those
+/// bytes is then looked for every [`HANG_UP_CHECK`] until the head goes out.
 async fn race<U, D, S, F>(
     upload: U,
     download: D,
@@ -672,6 +681,7 @@ where
     let mut download = std::pin::pin!(download);
     let mut uploaded = None;
     let mut watching = false;
+    let mut check = std::pin::pin!(None::<monoio::time::Sleep>);
     std::future::poll_fn(|cx| {
         if uploaded.is_none() {
             if let Poll::Ready((up, quiet)) = upload.as_mut().poll(cx) {
@@ -689,6 +699,20 @@ where
             watching = false;
             if watch.gone(client) {
                 return Poll::Ready(Err(Upload::ClientGone));
+            }
+            check.set(Some(monoio::time::sleep(HANG_UP_CHECK)));
+        }
+        while let Some(sleep) = check.as_mut().as_pin_mut() {
+            if head_sent.get() {
+                check.set(None);
+            } else if sleep.poll(cx).is_ready() {
+                // SAFETY: as in `idle::readiness`; the check only polls the descriptor.
+                if idle::hung_up(unsafe { &*client.get() }.socket()) {
+                    return Poll::Ready(Err(Upload::ClientGone));
+                }
+                check.set(Some(monoio::time::sleep(HANG_UP_CHECK)));
+            } else {
+                break;
             }
         }
         Poll::Pending
