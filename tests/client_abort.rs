@@ -370,3 +370,28 @@ fn a_client_that_closes_after_sending_more_bytes_is_noticed_too() {
     assert_eq!(counted, 2);
     assert_eq!(stack.requests("5xx"), errors);
 }
+
+#[test]
+fn a_client_that_resets_while_sending_its_body_counts_as_gone_not_as_an_origin_error() {
+    let (origin, seen, _go) = start_origin();
+    let stack = Stack::start(origin);
+    wait_ready(&stack, &seen);
+    let errors = stack.requests("5xx");
+
+    let client = stack.client();
+    let linger = socket_linger_zero(&client);
+    assert_eq!(linger, 0);
+    let head = "POST /hang HTTP/1.1\r\nHost: abort.test\r\nContent-Length: 1000000\r\n\r\n";
+    (&client).write_all(head.as_bytes()).unwrap();
+    (&client).write_all(&[b'x'; 100]).unwrap();
+    assert_eq!(next_seen(&seen), Seen::Request("/hang".into()));
+    drop(client);
+
+    assert_eq!(next_seen(&seen), Seen::HangClosed);
+    let counted = eventually(LIMIT, "the abandoned upload to be counted", || {
+        let counted = stack.requests("4xx");
+        (counted == 1 && stack.active_streams() == 0).then_some(counted)
+    });
+    assert_eq!(counted, 1);
+    assert_eq!(stack.requests("5xx"), errors);
+}

@@ -651,7 +651,9 @@ struct Watched<'a, 'p, S, F> {
 
 /// Runs the upload and the download together until the download ends. A malformed request
 /// body found before any response byte went out ends it early, so the client gets a 400
-/// instead of whatever the origin makes of a cut-off body.
+/// instead of whatever the origin makes of a cut-off body; so does a client whose socket
+/// fails (a reset) while it sends the body, which counts as gone (499), not as an error of
+/// the origin.
 ///
 /// The upload ends with whether the client's bytes were all used. If so, the client's
 /// readiness wait is armed and polled alongside until the response head goes out; when it
@@ -685,7 +687,11 @@ where
     std::future::poll_fn(|cx| {
         if uploaded.is_none() {
             if let Poll::Ready((up, quiet)) = upload.as_mut().poll(cx) {
-                if matches!(up, Upload::BadBody(_) | Upload::Stalled) && !head_sent.get() {
+                let fatal = matches!(
+                    up,
+                    Upload::BadBody(_) | Upload::Stalled | Upload::ClientGone
+                );
+                if fatal && !head_sent.get() {
                     return Poll::Ready(Err(up));
                 }
                 watching = up == Upload::Done && quiet && !head_sent.get() && watch.arm(client);
@@ -792,13 +798,15 @@ async fn upload_body<S: ClientStream>(
             }
             Ok(None) if send.finish().is_ok() => return Upload::Done,
             Ok(None) => return Upload::Failed,
-            Err(err) => {
+            Err(err) if err.kind() == std::io::ErrorKind::InvalidData => {
                 tracing::debug!("request body from client failed: {err}");
                 send.reset(RESET_BAD_BODY);
-                if err.kind() == std::io::ErrorKind::InvalidData {
-                    return Upload::BadBody(err.to_string());
-                }
-                return Upload::Failed;
+                return Upload::BadBody(err.to_string());
+            }
+            Err(err) => {
+                // A reset or a failed socket: the client is gone, not the origin at fault.
+                tracing::debug!("client gone while sending its request body: {err}");
+                return Upload::ClientGone;
             }
         }
     }
