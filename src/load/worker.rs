@@ -145,9 +145,12 @@ impl Stall {
         if self.stopped.load(Ordering::Relaxed) {
             return true;
         }
-        let last = start + Duration::from_micros(self.last.load(Ordering::Relaxed));
-        if now < last + self.limit + self.limit / 4 {
-            return false;
+        let since = Duration::from_micros(self.last.load(Ordering::Relaxed));
+        let wait = self.limit.saturating_add(self.limit / 4);
+        // A limit too large to add to an instant (a timeout of centuries) never passes.
+        match start.checked_add(since.saturating_add(wait)) {
+            Some(end) if now >= end => {}
+            _ => return false,
         }
         if !self.stopped.swap(true, Ordering::Relaxed) {
             tracing::warn!(
@@ -211,7 +214,7 @@ impl Worker {
             let next = self
                 .stall
                 .as_ref()
-                .map(|s| Instant::now() + s.check_every());
+                .and_then(|s| Instant::now().checked_add(s.check_every()));
             let check = match (self.deadline, next) {
                 (None, None) => return Some(work.await),
                 (Some(end), Some(next)) => end.min(next),
