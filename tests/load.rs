@@ -355,3 +355,102 @@ fn tcp_bulk_modes_move_whole_blocks() {
         assert_eq!(report.errors, load::Errors::default(), "{mode:?}");
     }
 }
+
+/// A port nothing listens on: one just released.
+fn closed_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[test]
+fn a_request_count_against_a_closed_port_ends() {
+    let mut load = http_load(closed_port());
+    load.connections = 5;
+    load.requests = Some(10);
+    load.timeout = Duration::from_millis(100);
+    let report = load::run_http(&load, None).unwrap();
+    assert_eq!(report.requests, 0);
+    assert!(report.errors.connect > 0);
+    // No request completed for twice the timeout.
+    assert_eq!(report.stalled, Some(Duration::from_millis(200)));
+    assert!(
+        report.elapsed < Duration::from_secs(10),
+        "{:?}",
+        report.elapsed
+    );
+}
+
+#[test]
+fn a_request_count_against_a_silent_origin_ends() {
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().take(64) {
+            held.push(stream);
+        }
+    });
+    let mut load = http_load(addr);
+    load.connections = 2;
+    load.requests = Some(10);
+    load.timeout = Duration::from_millis(100);
+    let report = load::run_http(&load, None).unwrap();
+    assert_eq!(report.requests, 0);
+    assert!(report.errors.timeout > 0);
+    assert_eq!(report.stalled, Some(Duration::from_millis(200)));
+    assert!(
+        report.elapsed < Duration::from_secs(10),
+        "{:?}",
+        report.elapsed
+    );
+}
+
+/// Runs `adit load http` against `addr` with `args`; its exit code and stderr.
+fn load_command(addr: SocketAddr, args: &[&str]) -> (Option<i32>, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_adit"))
+        .args(["load", "http", &format!("http://{addr}/"), "-c", "2"])
+        .args(["--workers", "1", "--loglevel", "warn"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), stderr)
+}
+
+#[test]
+fn exit_status_says_whether_any_request_completed() {
+    let (code, stderr) = load_command(closed_port(), &["-d", "1s"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("adit load: no request completed"),
+        "{stderr}"
+    );
+
+    let origin = counting_origin(Arc::new(hello));
+    let (code, stderr) = load_command(origin.addr, &["-n", "20"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(origin.served.load(Ordering::SeqCst), 20);
+
+    // Only non-2xx responses: still completed requests.
+    let failing = counting_origin(Arc::new(|_| {
+        vec![b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n".to_vec()]
+    }));
+    let (code, stderr) = load_command(failing.addr, &["-n", "5"]);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn a_zero_duration_is_refused_like_a_zero_count() {
+    let addr = closed_port();
+    let (code, stderr) = load_command(addr, &["-d", "0s"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("the duration must be above 0"), "{stderr}");
+    let (code, stderr) = load_command(addr, &["-n", "0"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the request count must be above 0"),
+        "{stderr}"
+    );
+}

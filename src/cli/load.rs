@@ -136,7 +136,7 @@ fn http(args: LoadHttpArgs) -> anyhow::Result<ExitCode> {
         "timeout_secs": load.timeout.as_secs_f64(),
     });
     write_files(&report, config, &args.common)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_code(&report))
 }
 
 fn tcp(args: LoadTcpArgs) -> anyhow::Result<ExitCode> {
@@ -183,7 +183,17 @@ fn tcp(args: LoadTcpArgs) -> anyhow::Result<ExitCode> {
         "requests": load.requests,
     });
     write_files(&report, config, &args.common)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_code(&report))
+}
+
+/// Failure (1) when not one request completed, so scripts notice a target that was down;
+/// non-2xx responses are completed requests.
+fn exit_code(report: &Report) -> ExitCode {
+    if report.requests > 0 {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("adit load: no request completed");
+    ExitCode::FAILURE
 }
 
 fn workers(common: &LoadCommon) -> usize {

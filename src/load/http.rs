@@ -51,10 +51,19 @@ pub(super) fn run(
         workers: load.workers,
         duration: load.duration,
         requests: load.requests,
+        stall: stall_limit(load.timeout, load.rate),
     };
     drive(&plan, progress, move |worker, index| {
         connection(worker, shared.clone(), index)
     })
+}
+
+/// How long a `-n` run without a duration goes on with no completed request: long enough
+/// for a connect and then an exchange that each take up to the timeout, plus, in open loop,
+/// the time between two requests of the schedule.
+fn stall_limit(timeout: Duration, rate: Option<f64>) -> Duration {
+    let interval = rate.map_or(Duration::ZERO, |r| Duration::from_secs_f64(1.0 / r));
+    timeout.saturating_mul(2).saturating_add(interval)
 }
 
 /// The request bytes: request line, Host (unless `headers` has one), the extra fields,
@@ -236,6 +245,7 @@ async fn attempt(
                 .latency
                 .saturating_record(u64::try_from(micros).unwrap_or(u64::MAX));
             stats.requests += 1;
+            worker.completed(done);
             if !response.keep_alive {
                 conn.stream = None;
             }
@@ -371,6 +381,13 @@ mod tests {
             rate: None,
             timeout: Duration::from_secs(1),
         }
+    }
+
+    #[test]
+    fn stall_limit_covers_a_connect_an_exchange_and_a_schedule_gap() {
+        let second = Duration::from_secs(1);
+        assert_eq!(stall_limit(second, None), Duration::from_secs(2));
+        assert_eq!(stall_limit(second, Some(4.0)), Duration::from_millis(2250));
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! Thread-per-core like the data plane: each worker thread runs one monoio runtime and owns
 //! its share of the connections, its counters and its latency histogram, so nothing is shared
-//! per request. The workers' reports are merged once at the end. Two things cross workers:
-//! the request budget of `-n` (claimed in small batches, see [`worker::Tickets`]) and, when a
+//! per request. The workers' reports are merged once at the end. Three things cross workers:
+//! the request budget of `-n` (claimed in small batches, see [`worker::Tickets`]), the time of
+//! the latest completion when a `-n` run has no duration (see [`worker::Stall`]) and, when a
 //! progress line is wanted, a once-a-second copy of each worker's counts.
 //!
 //! Closed loop (the default): each connection sends its next request as soon as the previous
@@ -52,7 +53,9 @@ pub struct HttpLoad {
     pub workers: usize,
     /// Stop after this long; with neither this nor `requests`, the run lasts 10 seconds.
     pub duration: Option<Duration>,
-    /// Stop after exactly this many completed requests (all workers together).
+    /// Stop after exactly this many completed requests (all workers together). Without a
+    /// duration, the run also stops once no request has completed for twice `timeout` (plus
+    /// one request interval of `rate`), and the report's `stalled` says so.
     pub requests: Option<u64>,
     /// Open loop at this many requests per second in total; closed loop when `None`.
     pub rate: Option<f64>,
@@ -86,7 +89,9 @@ pub struct TcpLoad {
     pub workers: usize,
     /// Stop after this long; with neither this nor `requests`, the run lasts 10 seconds.
     pub duration: Option<Duration>,
-    /// Stop after this many completed requests (round trips or blocks).
+    /// Stop after this many completed requests (round trips or blocks). Without a duration,
+    /// the run also stops once no request has completed for 20 seconds, and the report's
+    /// `stalled` says so.
     pub requests: Option<u64>,
 }
 

@@ -81,6 +81,9 @@ pub struct Report {
     pub errors: Errors,
     /// Latency of each completed request in microseconds, 3 significant digits.
     pub latency: Histogram<u64>,
+    /// Set when a run with a request count and no duration stopped early because no request
+    /// completed for this long.
+    pub stalled: Option<Duration>,
 }
 
 impl Report {
@@ -93,6 +96,7 @@ impl Report {
             elapsed: Duration::ZERO,
             errors: Errors::default(),
             latency: latency_histogram(),
+            stalled: None,
         }
     }
 
@@ -160,6 +164,7 @@ impl Report {
                 "status": status,
             },
             "latency": latency,
+            "stalled_secs": self.stalled.map(|d| d.as_secs_f64()),
         })
     }
 
@@ -195,6 +200,13 @@ impl Report {
         if !e.status.is_empty() {
             let list: Vec<String> = e.status.iter().map(|(s, n)| format!("{s}: {n}")).collect();
             writeln!(out, "  non-2xx     {}", list.join(", "))?;
+        }
+        if let Some(limit) = self.stalled {
+            writeln!(
+                out,
+                "  stopped     no request completed in {}",
+                humantime::format_duration(limit)
+            )?;
         }
         write!(out, "  latency    ")?;
         for (name, q) in PERCENTILES {

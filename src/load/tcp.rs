@@ -3,7 +3,8 @@
 //! reopened and the request it was on is tried again.
 //!
 //! There is no per-request timeout here: a target that stops echoing stalls its connections
-//! until the run's duration ends (without a duration, a `-n` run against such a target waits).
+//! until the run's duration ends; a `-n` run without a duration stops once no request has
+//! completed for [`STALL_LIMIT`].
 //! In download mode, blocks written but not yet read back when a connection fails are lost,
 //! so `-n` is exact only while no connection fails.
 
@@ -29,6 +30,10 @@ const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 
 /// How long a connect may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a `-n` run without a duration goes on with no completed request: a connect that
+/// takes up to its timeout, then as long again for a round trip or a block.
+const STALL_LIMIT: Duration = CONNECT_TIMEOUT.saturating_mul(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Failure {
@@ -59,6 +64,7 @@ pub(super) fn run(
         workers: load.workers,
         duration: load.duration,
         requests: load.requests,
+        stall: STALL_LIMIT,
     };
     let (target, mode) = (load.target, load.mode);
     drive(&plan, progress, move |worker, _| {
@@ -98,15 +104,8 @@ async fn connection(worker: Rc<Worker>, target: SocketAddr, mode: TcpMode, messa
                 TcpMode::Download => download(&worker, stream, &message).await,
             }
         };
-        let result = match worker.deadline {
-            Some(end) => {
-                let end = monoio::time::Instant::from_std(end);
-                match monoio::time::timeout_at(end, work).await {
-                    Ok(result) => result,
-                    Err(_) => return,
-                }
-            }
-            None => work.await,
+        let Some(result) = worker.until_over(work).await else {
+            return;
         };
         match result {
             Ok(()) => return,
@@ -130,10 +129,12 @@ fn ticket(worker: &Worker, holding: &mut bool) -> bool {
 }
 
 fn record(worker: &Worker, since: Instant) {
-    let micros = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let now = Instant::now();
+    let micros = u64::try_from((now - since).as_micros()).unwrap_or(u64::MAX);
     let mut stats = worker.stats.borrow_mut();
     stats.latency.saturating_record(micros);
     stats.requests += 1;
+    worker.completed(now);
 }
 
 async fn round_trips(

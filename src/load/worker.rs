@@ -4,7 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,9 @@ pub(super) struct Plan {
     pub workers: usize,
     pub duration: Option<Duration>,
     pub requests: Option<u64>,
+    /// How long a run with a request count and no duration may go without a completed
+    /// request before it stops (see [`Stall`]).
+    pub stall: Duration,
 }
 
 impl Plan {
@@ -41,6 +44,9 @@ impl Plan {
         }
         if self.requests == Some(0) {
             return Err(LoadError::Invalid("the request count must be above 0"));
+        }
+        if self.duration.is_some_and(|d| d.is_zero()) {
+            return Err(LoadError::Invalid("the duration must be above 0"));
         }
         Ok(())
     }
@@ -110,6 +116,57 @@ impl Tickets {
     }
 }
 
+/// The end of a run that has a request count but no duration: failed attempts do not spend
+/// the budget, so against a target that never answers such a run would retry forever.
+/// Instead it stops once no request has completed, on any worker, for `limit`.
+///
+/// Workers publish the time of their latest completion at most every `limit / 4`, not per
+/// request, so the published time lags by up to that much; the run stops only once the
+/// published time is `limit + limit / 4` old, so at least `limit` really passed without a
+/// completion. Once one worker sees that, `stopped` ends the others too.
+pub(super) struct Stall {
+    limit: Duration,
+    /// Microseconds from the run's start to the latest completion published.
+    last: AtomicU64,
+    stopped: AtomicBool,
+}
+
+impl Stall {
+    fn new(limit: Duration) -> Stall {
+        Stall {
+            limit,
+            last: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the run has gone too long without a completion, as of `now`.
+    fn over(&self, start: Instant, now: Instant) -> bool {
+        if self.stopped.load(Ordering::Relaxed) {
+            return true;
+        }
+        let since = Duration::from_micros(self.last.load(Ordering::Relaxed));
+        let wait = self.limit.saturating_add(self.limit / 4);
+        // A limit too large to add to an instant (a timeout of centuries) never passes.
+        match start.checked_add(since.saturating_add(wait)) {
+            Some(end) if now >= end => {}
+            _ => return false,
+        }
+        if !self.stopped.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "no request completed in {}; stopping",
+                humantime::format_duration(self.limit)
+            );
+        }
+        true
+    }
+
+    /// How long to wait at most before looking again whether the run stalled.
+    fn check_every(&self) -> Duration {
+        (self.limit / 4).max(Duration::from_millis(1))
+    }
+}
+
 /// What one worker's connections share: counters, histogram, budget and the run's end.
 pub(super) struct Worker {
     pub stats: RefCell<Report>,
@@ -118,12 +175,58 @@ pub(super) struct Worker {
     pub start: Instant,
     /// When the run ends, if it has a duration.
     pub deadline: Option<Instant>,
+    /// Without a duration, what ends a run whose target stopped completing requests.
+    stall: Option<Arc<Stall>>,
+    /// When this worker last published a completion to `stall`.
+    published: Cell<Instant>,
 }
 
 impl Worker {
-    /// Whether the run's duration is over.
+    /// Whether the run is over: its duration ended, or it went too long without a completed
+    /// request.
     pub fn expired(&self, now: Instant) -> bool {
         self.deadline.is_some_and(|end| now >= end)
+            || self
+                .stall
+                .as_ref()
+                .is_some_and(|stall| stall.over(self.start, now))
+    }
+
+    /// Notes a request completed at `now` (publishing it for the stall check at most every
+    /// `limit / 4`).
+    pub fn completed(&self, now: Instant) {
+        let Some(stall) = &self.stall else {
+            return;
+        };
+        if now.saturating_duration_since(self.published.get()) < stall.check_every() {
+            return;
+        }
+        self.published.set(now);
+        let micros = u64::try_from((now - self.start).as_micros()).unwrap_or(u64::MAX);
+        stall.last.fetch_max(micros, Ordering::Relaxed);
+    }
+
+    /// Runs `work` to its end unless the run ends first (its duration, or a stall); `None`
+    /// when the run ended first.
+    pub async fn until_over<T>(&self, work: impl Future<Output = T>) -> Option<T> {
+        let mut work = std::pin::pin!(work);
+        loop {
+            let next = self
+                .stall
+                .as_ref()
+                .and_then(|s| Instant::now().checked_add(s.check_every()));
+            let check = match (self.deadline, next) {
+                (None, None) => return Some(work.await),
+                (Some(end), Some(next)) => end.min(next),
+                (Some(at), None) | (None, Some(at)) => at,
+            };
+            let check = monoio::time::Instant::from_std(check);
+            match monoio::time::timeout_at(check, work.as_mut()).await {
+                Ok(out) => return Some(out),
+                Err(_) if self.expired(Instant::now()) => return None,
+                Err(_) => {}
+            }
+        }
     }
 
     /// When to give up waiting on something started at `from`: after `timeout`, or at the
@@ -180,6 +283,7 @@ where
     let start = Instant::now();
     let duration = plan.duration();
     let deadline = duration.map(|d| start + d);
+    let stall = duration.is_none().then(|| Arc::new(Stall::new(plan.stall)));
     let snapshots: Vec<Arc<Mutex<Snapshot>>> = (0..workers)
         .map(|_| {
             Arc::new(Mutex::new(Snapshot {
@@ -194,6 +298,7 @@ where
         let tickets = Tickets::new(shared.clone(), workers);
         let snapshot = progress.is_some().then(|| snapshot.clone());
         let connection = connection.clone();
+        let stall = stall.clone();
         let thread = std::thread::Builder::new()
             .name(format!("load-{index}"))
             .spawn(move || {
@@ -202,6 +307,8 @@ where
                     tickets,
                     start,
                     deadline,
+                    stall,
+                    published: Cell::new(start),
                 });
                 runtime::block_on(run_worker(worker, connections, snapshot, connection))
             })
@@ -221,6 +328,9 @@ where
         }
     }
     report.elapsed = start.elapsed();
+    report.stalled = stall
+        .filter(|stall| stall.stopped.load(Ordering::Relaxed))
+        .map(|stall| stall.limit);
     Ok(report)
 }
 
@@ -343,6 +453,7 @@ mod tests {
             workers: 1,
             duration,
             requests,
+            stall: Duration::from_secs(1),
         };
         assert_eq!(plan(None, None).duration(), Some(DEFAULT_DURATION));
         assert_eq!(plan(None, Some(5)).duration(), None);
@@ -350,7 +461,70 @@ mod tests {
         assert_eq!(plan(two, Some(5)).duration(), two);
         assert!(matches!(
             plan(None, Some(0)).validate(),
-            Err(LoadError::Invalid(_))
+            Err(LoadError::Invalid("the request count must be above 0"))
         ));
+        assert!(matches!(
+            plan(Some(Duration::ZERO), None).validate(),
+            Err(LoadError::Invalid("the duration must be above 0"))
+        ));
+    }
+
+    /// A plan of `requests` over two workers whose connections never complete one.
+    fn stalled_run(connection_waits: bool) -> Report {
+        let plan = Plan {
+            connections: 4,
+            workers: 2,
+            duration: None,
+            requests: Some(10),
+            stall: Duration::from_millis(80),
+        };
+        drive(&plan, None, move |worker: Rc<Worker>, _| async move {
+            if connection_waits {
+                // Stuck on something that never ends, as a silent echo target leaves it.
+                let never = std::future::pending::<()>();
+                assert_eq!(worker.until_over(never).await, None);
+                return;
+            }
+            // Failing and retrying, as against a refusing target.
+            while worker.sleep_until(Instant::now() + RECONNECT_PAUSE).await {
+                worker.stats.borrow_mut().errors.connect += 1;
+            }
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_request_count_run_stops_when_nothing_completes() {
+        for waits in [false, true] {
+            let report = stalled_run(waits);
+            assert_eq!(report.requests, 0);
+            assert_eq!(report.stalled, Some(Duration::from_millis(80)));
+            assert_eq!(report.errors.connect > 0, !waits);
+            // At least the limit passed, and the stop came soon after (generous bound).
+            assert!(report.elapsed >= Duration::from_millis(80), "{report:?}");
+            assert!(report.elapsed < Duration::from_secs(5), "{report:?}");
+        }
+    }
+
+    #[test]
+    fn completions_keep_a_request_count_run_going() {
+        let plan = Plan {
+            connections: 2,
+            workers: 2,
+            duration: None,
+            requests: Some(120),
+            stall: Duration::from_millis(200),
+        };
+        // Each request takes 10 ms, so the run lasts 600 ms, three times the stall limit.
+        let report = drive(&plan, None, |worker: Rc<Worker>, _| async move {
+            while worker.tickets.take() {
+                monoio::time::sleep(Duration::from_millis(10)).await;
+                worker.stats.borrow_mut().requests += 1;
+                worker.completed(Instant::now());
+            }
+        })
+        .unwrap();
+        assert_eq!(report.requests, 120);
+        assert_eq!(report.stalled, None);
     }
 }
