@@ -38,6 +38,9 @@ pub(super) fn run(
     if load.timeout.is_zero() {
         return Err(LoadError::Invalid("the timeout must be above 0"));
     }
+    if load.timeout > super::MAX_DURATION {
+        return Err(LoadError::Invalid("the timeout must be at most a year"));
+    }
     let shared = Arc::new(Shared {
         target: load.target,
         request: build_request(load)?,

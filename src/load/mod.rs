@@ -124,6 +124,10 @@ pub enum LoadError {
 /// The run length when neither a duration nor a request count is given.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 
+/// The longest duration or timeout a run accepts (a year): beyond it, the run's instants
+/// would not fit the clock.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Runs an HTTP load to its end and returns the merged report. `progress`, when given, is
 /// called from the calling thread about once a second.
 pub fn run_http(

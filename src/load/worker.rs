@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::pacer::Pacer;
 use super::report::{latency_histogram, Report};
-use super::{LoadError, Progress, DEFAULT_DURATION};
+use super::{LoadError, Progress, DEFAULT_DURATION, MAX_DURATION};
 use crate::runtime;
 
 /// How often workers copy their counts for the progress line, and how often it is shown.
@@ -47,6 +47,9 @@ impl Plan {
         }
         if self.duration.is_some_and(|d| d.is_zero()) {
             return Err(LoadError::Invalid("the duration must be above 0"));
+        }
+        if self.duration.is_some_and(|d| d > MAX_DURATION) {
+            return Err(LoadError::Invalid("the duration must be at most a year"));
         }
         Ok(())
     }
@@ -466,6 +469,11 @@ mod tests {
         assert!(matches!(
             plan(Some(Duration::ZERO), None).validate(),
             Err(LoadError::Invalid("the duration must be above 0"))
+        ));
+        assert!(plan(Some(MAX_DURATION), None).validate().is_ok());
+        assert!(matches!(
+            plan(Some(MAX_DURATION + Duration::from_secs(1)), None).validate(),
+            Err(LoadError::Invalid("the duration must be at most a year"))
         ));
     }
 
