@@ -119,18 +119,8 @@ impl Drop for Stack {
 impl Stack {
     fn start(origin: SocketAddr) -> Stack {
         let dir = TempDir::new("client-abort");
-        let edge = adit::edge::start(adit::edge::EdgeConfig {
-            data_dir: dir.path().join("edge"),
-            listen_tunnel: "127.0.0.1:0".parse().unwrap(),
-            listen_http: "127.0.0.1:0".parse().unwrap(),
-            listen_https: "127.0.0.1:0".parse().unwrap(),
-            listen_admin: "127.0.0.1:0".parse().unwrap(),
-            workers: 1,
-            limits: Default::default(),
-            tls: Vec::new(),
-            pin_cpus: false,
-        })
-        .unwrap();
+        let edge =
+            adit::edge::start(common::loopback_edge_config(dir.path().join("edge"))).unwrap();
         let credentials = edge.control.create_tunnel("abort").unwrap();
         edge.control.route("abort", "abort.test").unwrap();
         let ingress =
@@ -224,6 +214,17 @@ fn next_seen(seen: &Receiver<Seen>) -> Seen {
     seen.recv_timeout(LIMIT).expect("the origin saw nothing")
 }
 
+/// Waits until the origin saw its `/hang` connection closed and the edge counted `count`
+/// abandoned requests (4xx) with no stream left.
+fn expect_abandoned(stack: &Stack, seen: &Receiver<Seen>, count: u64) {
+    assert_eq!(next_seen(seen), Seen::HangClosed);
+    let counted = eventually(LIMIT, "the abandoned request to be counted", || {
+        let counted = stack.requests("4xx");
+        (counted == count && stack.active_streams() == 0).then_some(counted)
+    });
+    assert_eq!(counted, count);
+}
+
 #[test]
 fn a_client_that_hangs_up_before_the_head_abandons_the_origin_request() {
     let (origin, seen, _go) = start_origin();
@@ -260,12 +261,7 @@ fn a_client_that_hangs_up_before_the_head_abandons_the_origin_request() {
     assert_eq!(linger, 0);
     drop(client);
 
-    assert_eq!(next_seen(&seen), Seen::HangClosed);
-    let counted = eventually(LIMIT, "the second abandoned request to be counted", || {
-        let counted = stack.requests("4xx");
-        (counted == 2 && stack.active_streams() == 0).then_some(counted)
-    });
-    assert_eq!(counted, 2);
+    expect_abandoned(&stack, &seen, 2);
     assert_eq!(stack.active_streams(), 0);
     assert_eq!(stack.requests("5xx"), errors);
 }
@@ -346,12 +342,7 @@ fn a_client_that_closes_after_sending_more_bytes_is_noticed_too() {
     assert_eq!(stack.active_streams(), 1);
     drop(client);
 
-    assert_eq!(next_seen(&seen), Seen::HangClosed);
-    let counted = eventually(LIMIT, "the abandoned request to be counted", || {
-        let counted = stack.requests("4xx");
-        (counted == 1 && stack.active_streams() == 0).then_some(counted)
-    });
-    assert_eq!(counted, 1);
+    expect_abandoned(&stack, &seen, 1);
 
     // The same with a reset, and with the bytes and the close arriving together.
     let client = stack.client();
@@ -362,12 +353,7 @@ fn a_client_that_closes_after_sending_more_bytes_is_noticed_too() {
     (&client).write_all(request("/next").as_bytes()).unwrap();
     drop(client);
 
-    assert_eq!(next_seen(&seen), Seen::HangClosed);
-    let counted = eventually(LIMIT, "the second abandoned request to be counted", || {
-        let counted = stack.requests("4xx");
-        (counted == 2 && stack.active_streams() == 0).then_some(counted)
-    });
-    assert_eq!(counted, 2);
+    expect_abandoned(&stack, &seen, 2);
     assert_eq!(stack.requests("5xx"), errors);
 }
 
@@ -387,11 +373,6 @@ fn a_client_that_resets_while_sending_its_body_counts_as_gone_not_as_an_origin_e
     assert_eq!(next_seen(&seen), Seen::Request("/hang".into()));
     drop(client);
 
-    assert_eq!(next_seen(&seen), Seen::HangClosed);
-    let counted = eventually(LIMIT, "the abandoned upload to be counted", || {
-        let counted = stack.requests("4xx");
-        (counted == 1 && stack.active_streams() == 0).then_some(counted)
-    });
-    assert_eq!(counted, 1);
+    expect_abandoned(&stack, &seen, 1);
     assert_eq!(stack.requests("5xx"), errors);
 }

@@ -25,6 +25,7 @@ use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+mod common;
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
 
@@ -83,18 +84,7 @@ fn connect(addr: std::net::SocketAddr, buf: &mut [u8]) -> TcpStream {
 fn proxied_requests_allocate_only_what_quinn_needs_per_stream() {
     let dir = std::env::temp_dir().join(format!("adit-tunnel-alloc-{}", std::process::id()));
     let origin = adit::origin::spawn("127.0.0.1:0".parse().unwrap(), 1).unwrap();
-    let edge = adit::edge::start(adit::edge::EdgeConfig {
-        data_dir: dir.clone(),
-        listen_tunnel: "127.0.0.1:0".parse().unwrap(),
-        listen_http: "127.0.0.1:0".parse().unwrap(),
-        listen_https: "127.0.0.1:0".parse().unwrap(),
-        listen_admin: "127.0.0.1:0".parse().unwrap(),
-        workers: 1,
-        limits: Default::default(),
-        tls: Vec::new(),
-        pin_cpus: false,
-    })
-    .unwrap();
+    let edge = adit::edge::start(common::loopback_edge_config(dir.clone())).unwrap();
     let credentials = edge.control.create_tunnel("alloc").unwrap();
     edge.control.route("alloc", "alloc.test").unwrap();
     let connector = adit::connector::start(adit::connector::ConnectorConfig {

@@ -329,6 +329,23 @@ pub fn start_connector_with(
 }
 
 /// The built-in origin, in this test process.
+/// An in-process edge's configuration: one worker, every listener on an ephemeral
+/// loopback port, default limits, no TLS.
+pub fn loopback_edge_config(data_dir: PathBuf) -> adit::edge::EdgeConfig {
+    let any = || "127.0.0.1:0".parse().unwrap();
+    adit::edge::EdgeConfig {
+        data_dir,
+        listen_tunnel: any(),
+        listen_http: any(),
+        listen_https: any(),
+        listen_admin: any(),
+        workers: 1,
+        limits: Default::default(),
+        tls: Vec::new(),
+        pin_cpus: false,
+    }
+}
+
 pub fn start_origin() -> SocketAddr {
     adit::origin::spawn("127.0.0.1:0".parse().unwrap(), 1)
         .unwrap()
