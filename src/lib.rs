@@ -46,7 +46,8 @@
 //!   and through an edge and a connector (and peers such as nginx), with throughput, latency
 //!   percentiles, CPU and memory per path, SVG plots, and `bench compare` as a CI gate.
 //! - [`load`]: the load generator (`adit load`): HTTP and TCP load from one monoio runtime
-//!   per worker, closed or open loop (coordinated omission corrected), HdrHistogram reports.
+//!   per worker, closed or open loop (coordinated omission corrected, sends paced by a
+//!   `timerfd` per connection), HdrHistogram reports.
 //! - [`cli`]: the `adit` command line; `main.rs` only parses and dispatches.
 //!
 //! # Departures from `DESIGN.md`
@@ -72,6 +73,10 @@
 //!   least as many connections as edge workers, every worker then has one. A request that
 //!   lands on a worker without a connection of its tunnel (fewer connections than workers)
 //!   has its socket handed to one that has ([`edge::worker::WorkerMsg::Handoff`]).
+//! - Not every socket operation goes through io_uring: after an idle client connection's
+//!   readiness wait, its request is read with one direct non-blocking `recv` (measured
+//!   faster than posting a read and waiting a loop turn for it), and the QUIC driver uses
+//!   quinn-udp's `sendmsg`/`recvmmsg` with io_uring only for the socket's readiness.
 //! - TCP services travel as WebSocket streams: `adit access tcp` opens a WebSocket to the
 //!   edge's HTTP listener, the edge forwards it like any upgrade, and the WebSocket framing
 //!   runs end to end between the access client and the connector. No stream uses
