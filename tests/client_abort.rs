@@ -376,3 +376,23 @@ fn a_client_that_resets_while_sending_its_body_counts_as_gone_not_as_an_origin_e
     expect_abandoned(&stack, &seen, 1);
     assert_eq!(stack.requests("5xx"), errors);
 }
+
+#[test]
+fn a_client_that_hangs_up_while_its_upgrade_awaits_the_101_is_noticed() {
+    let (origin, seen, _go) = start_origin();
+    let stack = Stack::start(origin);
+    wait_ready(&stack, &seen);
+    let errors = stack.requests("5xx");
+
+    let mut client = stack.client();
+    let head = "GET /hang HTTP/1.1\r\nHost: abort.test\r\nConnection: Upgrade\r\n\
+                Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+                Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    client.write_all(head.as_bytes()).unwrap();
+    assert_eq!(next_seen(&seen), Seen::Request("/hang".into()));
+    assert_eq!(stack.active_streams(), 1);
+    drop(client);
+
+    expect_abandoned(&stack, &seen, 1);
+    assert_eq!(stack.requests("5xx"), errors);
+}

@@ -23,7 +23,9 @@
 //! are left for the next request; the socket's readiness then says nothing more, so until
 //! the head arrives the proxy looks every [`HANG_UP_CHECK`] whether the client closed or
 //! reset the connection behind them. Over TLS only a close or reset of the socket is noticed
-//! (see [`ClientStream::gone`]): a close_notify alone looks like a pipelined request.
+//! (see [`ClientStream::gone`]): a close_notify alone looks like a pipelined request. An
+//! upgrade request awaiting its 101 gets only the periodic check, since any early bytes
+//! belong to the new protocol.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -574,8 +576,19 @@ async fn relay<S: ClientStream>(
 
     if request.upgrade {
         // Nothing is sent before the origin answers; after a 101 the stream carries the
-        // new protocol's bytes, with no timeout.
-        return match response::download(wr, &mut recv, &exchange, head).await {
+        // new protocol's bytes, with no timeout. Until then the client is looked at every
+        // HANG_UP_CHECK (its readiness would fire on any early bytes, which are the new
+        // protocol's and must stay unread).
+        let client = rd.0.clone();
+        let download = response::download(wr, &mut recv, &exchange, head);
+        let watched = until_hang_up(download, &client, &head_sent).await;
+        drop(client);
+        let Some(downloaded) = watched else {
+            recv.stop(RESET_CLIENT_GONE);
+            send.reset(RESET_CLIENT_GONE);
+            return Ok(Outcome::ClientGone);
+        };
+        return match downloaded {
             Ok(Done::Switched(first)) => {
                 splice(rd, wr, buf, &mut send, &mut recv, first).await;
                 Ok(Outcome::Close)
@@ -683,7 +696,7 @@ where
     let mut download = std::pin::pin!(download);
     let mut uploaded = None;
     let mut watching = false;
-    let mut check = std::pin::pin!(None::<monoio::time::Sleep>);
+    let mut check = std::pin::pin!(None);
     std::future::poll_fn(|cx| {
         if uploaded.is_none() {
             if let Poll::Ready((up, quiet)) = upload.as_mut().poll(cx) {
@@ -708,23 +721,55 @@ where
             }
             check.set(Some(monoio::time::sleep(HANG_UP_CHECK)));
         }
-        while let Some(sleep) = check.as_mut().as_pin_mut() {
-            if head_sent.get() {
-                check.set(None);
-            } else if sleep.poll(cx).is_ready() {
-                // SAFETY: as in `idle::readiness`; the check only polls the descriptor.
-                if idle::hung_up(unsafe { &*client.get() }.socket()) {
-                    return Poll::Ready(Err(Upload::ClientGone));
-                }
-                check.set(Some(monoio::time::sleep(HANG_UP_CHECK)));
-            } else {
-                break;
-            }
+        if poll_hang_up(check.as_mut(), cx, client, head_sent).is_ready() {
+            return Poll::Ready(Err(Upload::ClientGone));
         }
         Poll::Pending
     })
     .await
     .map(|downloaded| (uploaded.take(), downloaded))
+}
+
+/// Runs `download` to its end, looking every [`HANG_UP_CHECK`] until the response head went
+/// out whether the client closed or reset its connection; `None` when it did.
+async fn until_hang_up<D: Future, S: ClientStream>(
+    download: D,
+    client: &idle::Shared<S>,
+    head_sent: &Cell<bool>,
+) -> Option<D::Output> {
+    let mut download = std::pin::pin!(download);
+    let mut check = std::pin::pin!(Some(monoio::time::sleep(HANG_UP_CHECK)));
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(downloaded) = download.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Some(downloaded));
+        }
+        poll_hang_up(check.as_mut(), cx, client, head_sent).map(|()| None)
+    })
+    .await
+}
+
+/// Polls the periodic hang-up check in `check` (armed when `Some`): ready once the client
+/// closed or reset its connection. Reads nothing. Disarms itself once the head went out.
+fn poll_hang_up<S: ClientStream>(
+    mut check: std::pin::Pin<&mut Option<monoio::time::Sleep>>,
+    cx: &mut std::task::Context<'_>,
+    client: &idle::Shared<S>,
+    head_sent: &Cell<bool>,
+) -> std::task::Poll<()> {
+    while let Some(sleep) = check.as_mut().as_pin_mut() {
+        if head_sent.get() {
+            check.set(None);
+        } else if sleep.poll(cx).is_ready() {
+            // SAFETY: as in `idle::readiness`; the check only polls the descriptor.
+            if idle::hung_up(unsafe { &*client.get() }.socket()) {
+                return std::task::Poll::Ready(());
+            }
+            check.set(Some(monoio::time::sleep(HANG_UP_CHECK)));
+        } else {
+            break;
+        }
+    }
+    std::task::Poll::Pending
 }
 
 /// Opens a stream on `conn`, falling back to another of the tunnel's connections when
