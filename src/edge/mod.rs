@@ -21,6 +21,7 @@ pub mod proxy;
 pub mod response;
 pub mod tls;
 pub mod tunnel;
+mod upload;
 pub mod worker;
 
 use std::net::SocketAddr;

@@ -21,7 +21,7 @@
 //! and reset, so the connector gives up the origin request, and the request counts as a 499
 //! as nginx logs it. Bytes that arrive instead (a pipelined request, or over TLS any record)
 //! are left for the next request; the socket's readiness then says nothing more, so until
-//! the head arrives the proxy looks every [`HANG_UP_CHECK`] whether the client closed or
+//! the head arrives the proxy looks every 250 ms (`upload.rs`) whether the client closed or
 //! reset the connection behind them. Over TLS only a close or reset of the socket is noticed
 //! (see [`ClientStream::gone`]): a close_notify alone looks like a pipelined request. An
 //! upgrade request awaiting its 101 gets only the periodic check, since any early bytes
@@ -44,11 +44,11 @@ use uuid::Uuid;
 use super::error::{page, ProxyError};
 use super::idle::{self, Watch};
 use super::response::{self, Done, Exchange, Failure};
+use super::upload::{race, until_hang_up, upload_body, Upload, Watched};
 use super::worker::{TunnelConn, Worker, WorkerMsg};
-use crate::http::{self, BodyDecoder, BodyFraming, HeadError, RequestHead, Version};
-use crate::metrics::Counter;
+use crate::http::{self, BodyFraming, HeadError, RequestHead, Version};
 use crate::quic::{RecvStream, SendStream, StreamError};
-use crate::runtime::io::{body_chunk, write_all};
+use crate::runtime::io::write_all;
 use crate::runtime::recycle;
 use crate::tunnel::frame::{self, BodyLen, RequestLine, StreamKind};
 use crate::tunnel::splice::splice;
@@ -76,10 +76,6 @@ const OPEN_ATTEMPTS: usize = 3;
 
 /// How long an error page and the closing of a connection may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How often a client that sent bytes past its request is checked for a close or reset
-/// while its response head is awaited (the rare case readiness cannot announce it).
-const HANG_UP_CHECK: Duration = Duration::from_millis(250);
 
 /// How long opening a stream may wait for the connector's stream limit.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -654,124 +650,6 @@ fn keep_or_close(keep: bool) -> Outcome {
     }
 }
 
-/// What [`race`] watches of the client besides the upload.
-struct Watched<'a, 'p, S, F> {
-    watch: &'a mut Watch<'p, S, F>,
-    client: &'a idle::Shared<S>,
-    /// Set once a response byte went out: from then on a write finds a gone client.
-    head_sent: &'a Cell<bool>,
-}
-
-/// Runs the upload and the download together until the download ends. A malformed request
-/// body found before any response byte went out ends it early, so the client gets a 400
-/// instead of whatever the origin makes of a cut-off body; so does a client whose socket
-/// fails (a reset) while it sends the body, which counts as gone (499), not as an error of
-/// the origin.
-///
-/// The upload ends with whether the client's bytes were all used. If so, the client's
-/// readiness wait is armed and polled alongside until the response head goes out; when it
-/// fires and the client has gone (`Err(Upload::ClientGone)`), the race ends. When it fires
-/// because the client sent more, it is left for the next request's idle wait and no longer
-/// polled here, so the request still costs one readiness poll; a close or reset behind those
-/// bytes is then looked for every [`HANG_UP_CHECK`] until the head goes out.
-async fn race<U, D, S, F>(
-    upload: U,
-    download: D,
-    watched: Watched<'_, '_, S, F>,
-) -> Result<(Option<Upload>, D::Output), Upload>
-where
-    U: Future<Output = (Upload, bool)>,
-    D: Future,
-    S: ClientStream,
-    F: Future<Output = std::io::Result<()>>,
-{
-    use std::task::Poll;
-
-    let Watched {
-        watch,
-        client,
-        head_sent,
-    } = watched;
-    let mut upload = std::pin::pin!(upload);
-    let mut download = std::pin::pin!(download);
-    let mut uploaded = None;
-    let mut watching = false;
-    let mut check = std::pin::pin!(None);
-    std::future::poll_fn(|cx| {
-        if uploaded.is_none() {
-            if let Poll::Ready((up, quiet)) = upload.as_mut().poll(cx) {
-                let fatal = matches!(
-                    up,
-                    Upload::BadBody(_) | Upload::Stalled | Upload::ClientGone
-                );
-                if fatal && !head_sent.get() {
-                    return Poll::Ready(Err(up));
-                }
-                watching = up == Upload::Done && quiet && !head_sent.get() && watch.arm(client);
-                uploaded = Some(up);
-            }
-        }
-        if let Poll::Ready(downloaded) = download.as_mut().poll(cx) {
-            return Poll::Ready(Ok(downloaded));
-        }
-        if watching && !head_sent.get() && watch.poll_fired(cx).is_ready() {
-            watching = false;
-            if watch.gone(client) {
-                return Poll::Ready(Err(Upload::ClientGone));
-            }
-            check.set(Some(monoio::time::sleep(HANG_UP_CHECK)));
-        }
-        if poll_hang_up(check.as_mut(), cx, client, head_sent).is_ready() {
-            return Poll::Ready(Err(Upload::ClientGone));
-        }
-        Poll::Pending
-    })
-    .await
-    .map(|downloaded| (uploaded.take(), downloaded))
-}
-
-/// Runs `download` to its end, looking every [`HANG_UP_CHECK`] until the response head went
-/// out whether the client closed or reset its connection; `None` when it did.
-async fn until_hang_up<D: Future, S: ClientStream>(
-    download: D,
-    client: &idle::Shared<S>,
-    head_sent: &Cell<bool>,
-) -> Option<D::Output> {
-    let mut download = std::pin::pin!(download);
-    let mut check = std::pin::pin!(Some(monoio::time::sleep(HANG_UP_CHECK)));
-    std::future::poll_fn(|cx| {
-        if let std::task::Poll::Ready(downloaded) = download.as_mut().poll(cx) {
-            return std::task::Poll::Ready(Some(downloaded));
-        }
-        poll_hang_up(check.as_mut(), cx, client, head_sent).map(|()| None)
-    })
-    .await
-}
-
-/// Polls the periodic hang-up check in `check` (armed when `Some`): ready once the client
-/// closed or reset its connection. Reads nothing. Disarms itself once the head went out.
-fn poll_hang_up<S: ClientStream>(
-    mut check: std::pin::Pin<&mut Option<monoio::time::Sleep>>,
-    cx: &mut std::task::Context<'_>,
-    client: &idle::Shared<S>,
-    head_sent: &Cell<bool>,
-) -> std::task::Poll<()> {
-    while let Some(sleep) = check.as_mut().as_pin_mut() {
-        if head_sent.get() {
-            check.set(None);
-        } else if sleep.poll(cx).is_ready() {
-            // SAFETY: as in `idle::readiness`; the check only polls the descriptor.
-            if idle::hung_up(unsafe { &*client.get() }.socket()) {
-                return std::task::Poll::Ready(());
-            }
-            check.set(Some(monoio::time::sleep(HANG_UP_CHECK)));
-        } else {
-            break;
-        }
-    }
-    std::task::Poll::Pending
-}
-
 /// Opens a stream on `conn`, falling back to another of the tunnel's connections when
 /// opening fails (nothing of the request was sent yet, so it is safe). Returns the
 /// connection the stream is on.
@@ -797,63 +675,6 @@ async fn open_stream(
             _ => return Err(ProxyError::Tunnel(err)),
         }
         attempt += 1;
-    }
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Upload {
-    Done,
-    /// The tunnel side failed or the origin stopped reading.
-    Failed,
-    /// The client's body framing was malformed.
-    BadBody(String),
-    /// The client sent no body bytes for the idle timeout.
-    Stalled,
-    /// The client hung up before the response head arrived (see [`race`]).
-    ClientGone,
-}
-
-/// Stream reset code for a request body the client framed badly.
-const RESET_BAD_BODY: u32 = 1;
-
-/// Moves the client's request body into the stream.
-async fn upload_body<S: ClientStream>(
-    rd: &mut ReadHalf<S>,
-    buf: &mut BytesMut,
-    framing: BodyFraming,
-    send: &mut SendStream,
-    idle: Duration,
-    counted: &Counter,
-) -> Upload {
-    let mut decoder = BodyDecoder::new(framing);
-    loop {
-        let next = monoio::time::timeout(idle, body_chunk(rd, buf, &mut decoder)).await;
-        let Ok(next) = next else {
-            tracing::debug!("request body stalled for {idle:?}");
-            send.reset(RESET_BAD_BODY);
-            return Upload::Stalled;
-        };
-        match next {
-            Ok(Some(chunk)) => {
-                let len = chunk.len() as u64;
-                if send.write(chunk).await.is_err() {
-                    return Upload::Failed;
-                }
-                counted.add(len);
-            }
-            Ok(None) if send.finish().is_ok() => return Upload::Done,
-            Ok(None) => return Upload::Failed,
-            Err(err) if err.kind() == std::io::ErrorKind::InvalidData => {
-                tracing::debug!("request body from client failed: {err}");
-                send.reset(RESET_BAD_BODY);
-                return Upload::BadBody(err.to_string());
-            }
-            Err(err) => {
-                // A reset or a failed socket: the client is gone, not the origin at fault.
-                tracing::debug!("client gone while sending its request body: {err}");
-                return Upload::ClientGone;
-            }
-        }
     }
 }
 
