@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::rathole;
 use super::stack::{echo_ok, free_tcp, http_ok, wait_all_ready, Child, HTTP_HOST};
@@ -203,7 +204,13 @@ fn start_rathole(
     std::fs::write(&client_path, client)?;
     let s_args = args(&["-s", &server_path.to_string_lossy()]);
     let c_args = args(&["-c", &client_path.to_string_lossy()]);
-    let server = Child::spawn("rathole-server", program, &s_args, dir)?;
+    // The client dials the server's control channel, so the server comes up first: a server
+    // that cannot start is then the one named, whatever the client would have done.
+    let mut server = Child::spawn("rathole-server", program, &s_args, dir)?;
+    let control = addrs.control;
+    server.wait_ready(|| {
+        std::net::TcpStream::connect_timeout(&control, Duration::from_millis(200)).is_ok()
+    })?;
     let client = Child::spawn("rathole-client", program, &c_args, dir)?;
     Ok(vec![server, client])
 }
