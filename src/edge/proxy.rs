@@ -23,7 +23,7 @@
 //! are left for the next request; the socket's readiness then says nothing more, so until
 //! the head arrives the proxy looks every 250 ms (`upload.rs`) whether the client closed or
 //! reset the connection behind them. Over TLS only a close or reset of the socket is noticed
-//! (see [`ClientStream::gone`]): a close_notify alone looks like a pipelined request. An
+//! (see `idle::hung_up`): a close_notify alone looks like a pipelined request. An
 //! upgrade request awaiting its 101 gets only the periodic check, since any early bytes
 //! belong to the new protocol.
 
@@ -101,11 +101,6 @@ pub trait ClientStream: AsyncReadRent + AsyncWriteRent + Split + Sized + 'static
         true
     }
 
-    /// Once the socket turned readable while a response head was awaited: whether the
-    /// client has gone (closed, even behind bytes it sent, reset, or failed) rather than
-    /// only sent more. Reads nothing, so no byte is lost.
-    fn gone(&self) -> bool;
-
     /// Once the socket turned readable before a request: reads what it holds into `buf`
     /// without the ring ([`idle::recv_ready`]), or `None` when that cannot be done here
     /// (TLS bytes go through the session) and a normal read must follow.
@@ -134,10 +129,6 @@ impl ClientStream for TcpStream {
 
     fn socket(&self) -> &TcpStream {
         self
-    }
-
-    fn gone(&self) -> bool {
-        super::idle::closed_or_failed(self) || super::idle::hung_up(self)
     }
 
     fn read_ready(&self, buf: &mut BytesMut) -> Option<std::io::Result<usize>> {
@@ -580,9 +571,7 @@ async fn relay<S: ClientStream>(
         let watched = until_hang_up(download, &client, &head_sent).await;
         drop(client);
         let Some(downloaded) = watched else {
-            recv.stop(RESET_CLIENT_GONE);
-            send.reset(RESET_CLIENT_GONE);
-            return Ok(Outcome::ClientGone);
+            return Ok(abandon(&mut send, &mut recv));
         };
         return match downloaded {
             Ok(Done::Switched(first)) => {
@@ -626,11 +615,7 @@ async fn relay<S: ClientStream>(
     Ok(match raced {
         Err(Upload::BadBody(why)) => Outcome::Failed(ProxyError::BadBody(why)),
         Err(Upload::Stalled) => Outcome::Failed(ProxyError::BodyTimeout),
-        Err(Upload::ClientGone) => {
-            recv.stop(RESET_CLIENT_GONE);
-            send.reset(RESET_CLIENT_GONE);
-            Outcome::ClientGone
-        }
+        Err(Upload::ClientGone) => abandon(&mut send, &mut recv),
         Err(_) => Outcome::Close,
         Ok((_, Err(Failure::Lost(err)))) => return Err(err),
         Ok((_, Err(Failure::BeforeHead(err)))) => Outcome::Failed(err),
@@ -640,6 +625,14 @@ async fn relay<S: ClientStream>(
         }
         Ok((_, Ok(Done::Switched(_)))) => Outcome::Close,
     })
+}
+
+/// Gives up a stream whose client hung up: the connector sees it stopped and reset and
+/// drops the origin request.
+fn abandon(send: &mut SendStream, recv: &mut RecvStream) -> Outcome {
+    recv.stop(RESET_CLIENT_GONE);
+    send.reset(RESET_CLIENT_GONE);
+    Outcome::ClientGone
 }
 
 fn keep_or_close(keep: bool) -> Outcome {

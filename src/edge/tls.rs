@@ -339,14 +339,6 @@ impl ClientStream for ClientTlsStream {
     fn drained(&self) -> bool {
         self.is_drained()
     }
-
-    /// Only a close or reset of the socket counts: bytes that arrive without one (a
-    /// close_notify alert, or a pipelined request) cannot be told apart without decrypting
-    /// them, and decrypting here could take bytes the next request needs. The proxy then
-    /// stops watching this request's client, which it finds gone when it writes.
-    fn gone(&self) -> bool {
-        super::idle::hung_up(self.io())
-    }
 }
 
 /// A TLS client connection on its way to another worker: everything of it, taken apart.
