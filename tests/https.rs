@@ -202,7 +202,7 @@ fn certificates_come_from_the_edge_config_file() {
     let config = dir.path().join("edge.yml");
     std::fs::write(&config, "tls:\n  - cert: a.pem\n    key: a.key\n").unwrap();
 
-    let (http, tunnel, admin) = (free_tcp_addr(), free_udp_addr(), free_tcp_addr());
+    let (http, tunnel, admin) = (any_port(), any_port(), any_port());
     let extra = ["--config", config.to_str().unwrap()];
     let edge = Edge::start_with(dir.path(), http, tunnel, admin, &extra, &[]);
     let cred = edge.create_tunnel("web");

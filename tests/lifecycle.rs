@@ -440,7 +440,7 @@ fn send_in_background(
 fn requests_on_a_killed_replica_go_to_the_other_unless_they_carry_a_body() {
     let dir = TempDir::new("killed");
     // One edge worker, so every connection of both replicas is one `pick` away.
-    let (http, tunnel, admin) = (free_tcp_addr(), free_udp_addr(), free_tcp_addr());
+    let (http, tunnel, admin) = (any_port(), any_port(), any_port());
     let edge = Edge::start_with(dir.path(), http, tunnel, admin, &["--workers", "1"], &[]);
     let cred = edge.create_tunnel("web");
     edge.route("web", "web.test");

@@ -86,7 +86,7 @@ fn counts_known_traffic_and_answers_readiness() {
     let dir = TempDir::new("metrics");
     let origin = start_origin();
     let edge_metrics = free_tcp_addr();
-    let (http, tunnel, admin) = (free_tcp_addr(), free_udp_addr(), free_tcp_addr());
+    let (http, tunnel, admin) = (any_port(), any_port(), any_port());
     let metrics_arg = edge_metrics.to_string();
     let extra = ["--metrics", metrics_arg.as_str()];
     let edge = Edge::start_with(dir.path(), http, tunnel, admin, &extra, &[]);

@@ -100,6 +100,17 @@ pub fn free_tcp_addr() -> SocketAddr {
         .unwrap()
 }
 
+/// Port 0 on loopback: the kernel picks a free port when the address is bound.
+pub fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// The edge's "edge ready" log line, which names every address it bound.
+fn ready_line(log: &str) -> Option<String> {
+    let line = log.lines().find(|line| line.contains("edge ready"))?;
+    Some(line.to_owned())
+}
+
 pub fn free_udp_addr() -> SocketAddr {
     UdpSocket::bind("127.0.0.1:0")
         .unwrap()
@@ -138,8 +149,10 @@ pub struct Edge {
 }
 
 impl Edge {
+    /// An edge on ports the kernel picks, read back from its log: a port chosen here and
+    /// released before the edge binds it could be taken meanwhile by a parallel test.
     pub fn start(dir: &Path) -> Edge {
-        Edge::start_on(dir, free_tcp_addr(), free_udp_addr(), free_tcp_addr())
+        Edge::start_on(dir, any_port(), any_port(), any_port())
     }
 
     pub fn start_on(dir: &Path, http: SocketAddr, tunnel: SocketAddr, admin: SocketAddr) -> Edge {
@@ -156,8 +169,7 @@ impl Edge {
             extra.push(key.to_str().unwrap().to_owned());
         }
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        let (http, tunnel, admin) = (free_tcp_addr(), free_udp_addr(), free_tcp_addr());
-        Edge::start_with(dir, http, tunnel, admin, &extra, envs)
+        Edge::start_with(dir, any_port(), any_port(), any_port(), &extra, envs)
     }
 
     /// As [`Edge::start_on`], with more command-line arguments and environment variables.
@@ -169,7 +181,7 @@ impl Edge {
         extra: &[&str],
         envs: &[(&str, &str)],
     ) -> Edge {
-        let https = free_tcp_addr();
+        let https = any_port();
         let data = dir.join("edge-data");
         let log = dir.join(format!("edge-{}.log", uuid::Uuid::new_v4()));
         let https_arg = https.to_string();
@@ -196,18 +208,28 @@ impl Edge {
         let proc = Proc::spawn(&args, log, envs);
         let mut proc = proc;
         let deadline = Instant::now() + Duration::from_secs(20);
-        let token = loop {
-            let up = TcpStream::connect(admin).is_ok();
-            if let Some(token) = up.then(|| std::fs::read_to_string(data.join("admin.token")).ok())
-            {
-                break token.unwrap_or_default();
+        let (ready, token) = loop {
+            let ready = ready_line(&proc.log_text());
+            let token = std::fs::read_to_string(data.join("admin.token")).ok();
+            if let (Some(ready), Some(token)) = (ready, token) {
+                break (ready, token);
             }
             let exited = proc.child.try_wait().unwrap();
             if exited.is_some() || Instant::now() > deadline {
                 panic!("the edge did not start ({exited:?}):\n{}", proc.log_text());
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         };
+        let bound = |key: &str| -> Option<SocketAddr> {
+            let value = ready.split(' ').find_map(|field| field.strip_prefix(key))?;
+            value.parse().ok()
+        };
+        let (http, tunnel, admin) = (
+            bound("http_addr=").unwrap(),
+            bound("tunnel_addr=").unwrap(),
+            bound("admin=").unwrap(),
+        );
+        let https = bound("https_addr=").unwrap_or(https);
         Edge {
             proc,
             dir: dir.to_owned(),
