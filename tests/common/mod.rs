@@ -735,8 +735,14 @@ pub fn setup_with(name: &str, ingress: &str, edge_args: &[&str]) -> Setup {
 
 /// As [`setup_with`], in a directory the test has already put files in.
 pub fn setup_in(dir: TempDir, ingress: &str, edge_args: &[&str]) -> Setup {
-    let (http, tunnel, admin) = (free_tcp_addr(), free_udp_addr(), free_tcp_addr());
-    let edge = Edge::start_with(dir.path(), http, tunnel, admin, edge_args, &[]);
+    let edge = Edge::start_with(
+        dir.path(),
+        any_port(),
+        any_port(),
+        any_port(),
+        edge_args,
+        &[],
+    );
     let cred = edge.create_tunnel("web");
     edge.route("web", "web.test");
     let connector = start_connector(dir.path(), "web", &cred, ingress);
