@@ -490,6 +490,34 @@ fn a_pooled_connection_the_origin_closed_is_not_a_502() {
 }
 
 #[test]
+fn bytes_an_origin_sends_unasked_on_an_idle_connection_reach_no_client() {
+    let (origin, script) = scripted(|listener| {
+        let mut conn = accept(&listener);
+        let _ = read_head(&mut conn);
+        conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+            .unwrap();
+        // A response nobody asked for, on the idle keep-alive connection, which stays open.
+        std::thread::sleep(Duration::from_millis(100));
+        conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale")
+            .unwrap();
+        let mut fresh = accept(&listener);
+        let _ = read_head(&mut fresh);
+        fresh
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond")
+            .unwrap();
+        drop(conn);
+    });
+    let s = setup_to("stray-bytes", origin);
+    let first = get(s.edge.http, "web.test", "/");
+    assert_eq!(first.text(), "first");
+    std::thread::sleep(Duration::from_millis(400));
+    let second = get(s.edge.http, "web.test", "/");
+    assert_eq!(second.status, 200);
+    assert_eq!(second.text(), "second");
+    script.join().unwrap();
+}
+
+#[test]
 fn framing_the_edge_must_refuse_is_refused_with_400() {
     let (origin, _script) = scripted(|listener| {
         // Nothing may reach the origin.

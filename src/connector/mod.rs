@@ -19,6 +19,7 @@ pub mod ingress;
 mod link;
 mod origin;
 mod pool;
+mod ready;
 mod response;
 mod serve;
 mod tcp;

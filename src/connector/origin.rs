@@ -17,6 +17,7 @@ use monoio::io::{AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf};
 
 use super::ingress::Rule;
 use super::pool::{dial, DialError, OriginConn, OriginHalves};
+use super::ready::Ready;
 use super::response::{final_head, relay_body, Failure};
 use super::serve::{send_error, Local};
 use crate::http::body;
@@ -143,15 +144,19 @@ async fn exchange(
     send: &mut SendStream,
     recv: &mut RecvStream,
 ) -> Exchange {
-    let OriginHalves { mut rd, mut wr } = conn;
+    let OriginHalves {
+        mut rd,
+        mut wr,
+        mut ready,
+    } = conn;
     if write_all(&mut wr, ask.head.clone()).await.is_err() {
         return Exchange::NotSent;
     }
     let mut buf = ask.buffers.take_read();
     let exchanged = if ask.upgrade {
-        upgrade(&mut rd, &mut wr, &mut buf, ask, send, recv).await
+        upgrade(&mut rd, &mut wr, &mut ready, &mut buf, ask, send, recv).await
     } else {
-        relay(rd, wr, &mut buf, ask, send, recv).await
+        relay(OriginHalves { rd, wr, ready }, &mut buf, ask, send, recv).await
     };
     ask.buffers.give_read(buf);
     exchanged
@@ -159,17 +164,30 @@ async fn exchange(
 
 /// An ordinary request: its body and the response flow at the same time.
 async fn relay(
-    mut rd: ReadHalf,
-    mut wr: WriteHalf,
+    conn: OriginHalves,
     buf: &mut BytesMut,
     ask: &Ask<'_>,
     send: &mut SendStream,
     recv: &mut RecvStream,
 ) -> Exchange {
+    let OriginHalves {
+        mut rd,
+        mut wr,
+        mut ready,
+    } = conn;
     let to_origin = &ask.metrics.bytes_to_origin;
     let upload = upload(&mut wr, ask.first.clone(), recv, ask.body, to_origin);
     let download = async {
-        let head = final_head(&mut rd, buf, send, ask.rule, ask.is_head, ask.buffers).await?;
+        let head = final_head(
+            &mut rd,
+            &mut ready,
+            buf,
+            send,
+            ask.rule,
+            ask.is_head,
+            ask.buffers,
+        )
+        .await?;
         ask.metrics.origin_latency.observe(ask.started.elapsed());
         if head.status == 101 {
             let message = format!("origin {} switched protocols unasked", ask.rule.service);
@@ -184,7 +202,7 @@ async fn relay(
     };
     let (uploaded, downloaded) = until_second(upload, download).await;
     match downloaded {
-        Ok(true) if uploaded == Some(true) => Exchange::Done(Some(OriginHalves { rd, wr })),
+        Ok(true) if uploaded == Some(true) => Exchange::Done(Some(OriginHalves { rd, wr, ready })),
         Ok(_) => Exchange::Done(None),
         Err(failure) => failed(failure),
     }
@@ -195,12 +213,13 @@ async fn relay(
 async fn upgrade(
     rd: &mut ReadHalf,
     wr: &mut WriteHalf,
+    ready: &mut Ready,
     buf: &mut BytesMut,
     ask: &Ask<'_>,
     send: &mut SendStream,
     recv: &mut RecvStream,
 ) -> Exchange {
-    let head = match final_head(rd, buf, send, ask.rule, ask.is_head, ask.buffers).await {
+    let head = match final_head(rd, ready, buf, send, ask.rule, ask.is_head, ask.buffers).await {
         Ok(head) => head,
         Err(failure) => return failed(failure),
     };

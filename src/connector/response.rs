@@ -9,10 +9,11 @@ use monoio::io::OwnedReadHalf;
 
 use super::ingress::Rule;
 use super::pool::OriginConn;
+use super::ready::Ready;
 use crate::http::{self, BodyDecoder, BodyFraming, MAX_HEADERS};
 use crate::metrics::Counter;
 use crate::quic::SendStream;
-use crate::runtime::io::{body_chunk, read_more};
+use crate::runtime::io::{body_chunk, read_more, recv_ready};
 use crate::tunnel::buffers::Buffers;
 use crate::tunnel::frame::{self, BodyLen, ErrorCode};
 
@@ -49,6 +50,7 @@ pub struct Head {
 /// caller drops the origin connection, which tells the origin too.
 pub async fn final_head(
     rd: &mut ReadHalf,
+    ready: &mut Ready,
     buf: &mut BytesMut,
     send: &mut SendStream,
     rule: &Rule,
@@ -58,7 +60,7 @@ pub async fn final_head(
     let timeout = rule.origin.response_timeout;
     let heads = async {
         loop {
-            let read = read_head(rd, buf, rule, is_head, buffers);
+            let read = read_head(rd, ready, buf, rule, is_head, buffers);
             let head = match unless_stopped(read, send).await {
                 Some(head) => head?,
                 None => return Err(Failure::Abandoned),
@@ -146,6 +148,7 @@ pub async fn relay_body(
 /// Reads one response head and encodes its frame.
 async fn read_head(
     rd: &mut ReadHalf,
+    ready: &mut Ready,
     buf: &mut BytesMut,
     rule: &Rule,
     is_head: bool,
@@ -201,7 +204,7 @@ async fn read_head(
                 Err(err) => return Err(protocol(format!("origin {}: {err}", rule.service))),
             }
         }
-        let (result, filled) = read_more(rd, std::mem::take(buf)).await;
+        let (result, filled) = read_answer(rd, ready, std::mem::take(buf)).await;
         *buf = filled;
         match result {
             Ok(0) | Err(_) if buf.is_empty() => return Err(Failure::NoResponse),
@@ -212,5 +215,29 @@ async fn read_head(
             Ok(_) => {}
             Err(err) => return Err(protocol(format!("origin {}: {err}", rule.service))),
         }
+    }
+}
+
+/// Reads more of a response head into `buf`. The origin is still working on its answer, so
+/// over a plain socket this waits for readability (through the wait the pool armed, or a new
+/// one) and then takes what arrived with one direct call ([`recv_ready`]), sparing the
+/// ring's read its round trip; a TLS session reads through the ring as usual.
+async fn read_answer(
+    rd: &mut ReadHalf,
+    ready: &mut Ready,
+    mut buf: BytesMut,
+) -> (std::io::Result<usize>, BytesMut) {
+    // SAFETY: no read of the connection is in flight (this is the read side's only user),
+    // and the readiness poll and the direct call touch no field the write half changes.
+    let OriginConn::Plain(socket) = (unsafe { &*rd.0.get() }) else {
+        return read_more(rd, buf).await;
+    };
+    ready.as_mut().arm(&rd.0);
+    if let Some(Err(err)) = std::future::poll_fn(|cx| ready.as_mut().poll_wait(cx)).await {
+        return (Err(err), buf);
+    }
+    match recv_ready(socket, &mut buf) {
+        Some(result) => (result, buf),
+        None => read_more(rd, buf).await,
     }
 }

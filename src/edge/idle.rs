@@ -123,41 +123,6 @@ pub async fn read_request<S: ClientStream, F: Future<Output = std::io::Result<()
     }
 }
 
-/// Reads what a plain socket that turned readable holds into the spare capacity of `buf`
-/// with one non-blocking call. The bytes are there, and the direct call spares the ring's
-/// round trip (a submission, its completion and the task's wake-up) on every request.
-/// `None` when the socket had nothing after all; the caller then posts a normal read.
-pub fn recv_ready(socket: &impl AsRawFd, buf: &mut BytesMut) -> Option<std::io::Result<usize>> {
-    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-        buf.reserve(READ_CHUNK);
-    }
-    let spare = buf.spare_capacity_mut();
-    // SAFETY: the kernel writes at most `spare.len()` bytes into the spare capacity `buf`
-    // owns, which outlives the call; the descriptor is the live socket `socket` owns.
-    let got = unsafe {
-        libc::recv(
-            socket.as_raw_fd(),
-            spare.as_mut_ptr().cast(),
-            spare.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
-    match usize::try_from(got) {
-        Ok(n) => {
-            // SAFETY: the call initialised the first `n` bytes of the spare capacity.
-            unsafe { buf.set_len(buf.len() + n) };
-            Some(Ok(n))
-        }
-        Err(_) => {
-            let err = std::io::Error::last_os_error();
-            match err.kind() {
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => None,
-                _ => Some(Err(err)),
-            }
-        }
-    }
-}
-
 /// The shared client connection behind both halves.
 pub type Shared<S> = Rc<UnsafeCell<S>>;
 
@@ -274,6 +239,8 @@ pub fn hung_up(socket: &impl AsRawFd) -> bool {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
+
+    use crate::runtime::io::recv_ready;
     use std::net::{TcpListener, TcpStream};
 
     use super::*;

@@ -48,7 +48,7 @@ use super::upload::{race, until_hang_up, upload_body, Upload, Watched};
 use super::worker::{TunnelConn, Worker, WorkerMsg};
 use crate::http::{self, BodyFraming, HeadError, RequestHead, Version};
 use crate::quic::{RecvStream, SendStream, StreamError};
-use crate::runtime::io::write_all;
+use crate::runtime::io::{recv_ready, write_all};
 use crate::runtime::recycle;
 use crate::tunnel::frame::{self, BodyLen, RequestLine, StreamKind};
 use crate::tunnel::splice::splice;
@@ -102,7 +102,7 @@ pub trait ClientStream: AsyncReadRent + AsyncWriteRent + Split + Sized + 'static
     }
 
     /// Once the socket turned readable before a request: reads what it holds into `buf`
-    /// without the ring ([`idle::recv_ready`]), or `None` when that cannot be done here
+    /// without the ring ([`recv_ready`]), or `None` when that cannot be done here
     /// (TLS bytes go through the session) and a normal read must follow.
     fn read_ready(&self, _buf: &mut BytesMut) -> Option<std::io::Result<usize>> {
         None
@@ -132,7 +132,7 @@ impl ClientStream for TcpStream {
     }
 
     fn read_ready(&self, buf: &mut BytesMut) -> Option<std::io::Result<usize>> {
-        idle::recv_ready(self, buf)
+        recv_ready(self, buf)
     }
 }
 
