@@ -20,7 +20,9 @@
 //!   and the bridge that relays between a WebSocket and a byte stream with half-close.
 //! - [`runtime`]: worker threads, one monoio (io_uring) runtime each, the
 //!   `SO_REUSEPORT` sockets each worker owns, and the rustls stream over monoio sockets that
-//!   both the edge's HTTPS listener and the connector's TLS to origins use.
+//!   both the edge's HTTPS listener and the connector's TLS to origins use; also
+//!   [`runtime::join`], the two-future combinators the request paths poll in place (an
+//!   async function would store each future it is given twice).
 //! - [`quic`]: a per-worker driver for a `quinn-proto` endpoint. UDP goes through
 //!   `quinn-udp` (GSO/GRO batches) with monoio used only to wait for readiness; streams
 //!   are exposed as small async types that move `Bytes` in and out without copies.

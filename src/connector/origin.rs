@@ -25,7 +25,8 @@ use crate::metrics::connector::ConnectorMetrics;
 use crate::metrics::Counter;
 use crate::quic::{RecvStream, SendStream};
 use crate::runtime::gather::Gather;
-use crate::runtime::io::{until_second, write_all};
+use crate::runtime::io::write_all;
+use crate::runtime::join::until_second;
 use crate::tunnel::buffers::Buffers;
 use crate::tunnel::frame::{BodyLen, ErrorCode, RequestFrame, StreamKind};
 use crate::tunnel::splice::splice;
@@ -176,31 +177,34 @@ async fn relay(
         mut ready,
     } = conn;
     let to_origin = &ask.metrics.bytes_to_origin;
-    let upload = upload(&mut wr, ask.first.clone(), recv, ask.body, to_origin);
-    let download = async {
-        let head = final_head(
-            &mut rd,
-            &mut ready,
-            buf,
-            send,
-            ask.rule,
-            ask.is_head,
-            ask.buffers,
-        )
-        .await?;
-        ask.metrics.origin_latency.observe(ask.started.elapsed());
-        if head.status == 101 {
-            let message = format!("origin {} switched protocols unasked", ask.rule.service);
-            return Err(Failure::Origin(ErrorCode::OriginProtocol, message));
-        }
-        ask.status.set(head.status);
-        if send.write(head.frame.clone()).await.is_err() {
-            return Err(Failure::AfterHead);
-        }
-        let from_origin = &ask.metrics.bytes_from_origin;
-        relay_body(&mut rd, buf, send, &head, ask.rule, from_origin).await
-    };
-    let (uploaded, downloaded) = until_second(upload, download).await;
+    // Both built inline: a future bound to a variable first would be stored twice.
+    let (uploaded, downloaded) = until_second(
+        upload(&mut wr, ask.first.clone(), recv, ask.body, to_origin),
+        async {
+            let head = final_head(
+                &mut rd,
+                &mut ready,
+                buf,
+                send,
+                ask.rule,
+                ask.is_head,
+                ask.buffers,
+            )
+            .await?;
+            ask.metrics.origin_latency.observe(ask.started.elapsed());
+            if head.status == 101 {
+                let message = format!("origin {} switched protocols unasked", ask.rule.service);
+                return Err(Failure::Origin(ErrorCode::OriginProtocol, message));
+            }
+            ask.status.set(head.status);
+            if send.write(head.frame.clone()).await.is_err() {
+                return Err(Failure::AfterHead);
+            }
+            let from_origin = &ask.metrics.bytes_from_origin;
+            relay_body(&mut rd, buf, send, &head, ask.rule, from_origin).await
+        },
+    )
+    .await;
     match downloaded {
         Ok(true) if uploaded == Some(true) => Exchange::Done(Some(OriginHalves { rd, wr, ready })),
         Ok(_) => Exchange::Done(None),

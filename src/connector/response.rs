@@ -1,9 +1,6 @@
 //! The origin's response, read off the origin connection and written into the stream: interim
 //! heads as they come, then the final head as a response frame, then the body unframed.
 
-use std::future::Future;
-use std::task::Poll;
-
 use bytes::{Buf, Bytes, BytesMut};
 use monoio::io::OwnedReadHalf;
 
@@ -12,8 +9,9 @@ use super::pool::OriginConn;
 use super::ready::Ready;
 use crate::http::{self, BodyDecoder, BodyFraming, MAX_HEADERS};
 use crate::metrics::Counter;
-use crate::quic::SendStream;
+use crate::quic::{SendStream, StreamError};
 use crate::runtime::io::{body_chunk, read_more, recv_ready};
+use crate::runtime::join::{first_of, Either};
 use crate::tunnel::buffers::Buffers;
 use crate::tunnel::frame::{self, BodyLen, ErrorCode};
 
@@ -58,22 +56,9 @@ pub async fn final_head(
     buffers: &Buffers,
 ) -> Result<Head, Failure> {
     let timeout = rule.origin.response_timeout;
-    let heads = async {
-        loop {
-            let read = read_head(rd, ready, buf, rule, is_head, buffers);
-            let head = match unless_stopped(read, send).await {
-                Some(head) => head?,
-                None => return Err(Failure::Abandoned),
-            };
-            if !(100..200).contains(&head.status) || head.status == 101 {
-                return Ok(head);
-            }
-            if send.write(head.frame).await.is_err() {
-                return Err(Failure::AfterHead);
-            }
-        }
-    };
-    match monoio::time::timeout(timeout, heads).await {
+    // Built inline, as in `heads`: a future bound to a variable first would be stored twice.
+    match monoio::time::timeout(timeout, heads(rd, ready, buf, send, rule, is_head, buffers)).await
+    {
         Ok(head) => head,
         Err(_) => {
             let message = format!("origin {} did not answer within {timeout:?}", rule.service);
@@ -82,32 +67,46 @@ pub async fn final_head(
     }
 }
 
-/// Runs `work` until it ends or the stream is stopped by the edge (or cannot be written
-/// any more); `None` in the second case, with the stream reset. Polling for the stop only
-/// looks at the stream's state: it costs no system call.
-async fn unless_stopped<F: Future>(work: F, send: &mut SendStream) -> Option<F::Output> {
-    let code = {
-        let mut work = std::pin::pin!(work);
-        let mut stopped = std::pin::pin!(send.stopped());
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(out) = work.as_mut().poll(cx) {
-                return Poll::Ready(Ok(out));
+/// Reads heads until the final one, forwarding interim ones, unless the edge stops the
+/// stream first. Polling for the stop only looks at the stream's state: it costs no system
+/// call.
+async fn heads(
+    rd: &mut ReadHalf,
+    ready: &mut Ready,
+    buf: &mut BytesMut,
+    send: &mut SendStream,
+    rule: &Rule,
+    is_head: bool,
+    buffers: &Buffers,
+) -> Result<Head, Failure> {
+    loop {
+        let stopped = send.stopped();
+        let head = match first_of(read_head(rd, ready, buf, rule, is_head, buffers), stopped).await
+        {
+            Either::First(head) => head?,
+            Either::Second(code) => {
+                abandon(send, code);
+                return Err(Failure::Abandoned);
             }
-            stopped.as_mut().poll(cx).map(Err)
-        })
-        .await
-    };
-    let code = match code {
-        Ok(out) => return Some(out),
-        Err(code) => code,
-    };
+        };
+        if !(100..200).contains(&head.status) || head.status == 101 {
+            return Ok(head);
+        }
+        if send.write(head.frame).await.is_err() {
+            return Err(Failure::AfterHead);
+        }
+    }
+}
+
+/// The edge stopped the stream (with `code`) or its connection ended: nobody will read the
+/// response, so the stream is reset and the caller drops the origin connection.
+fn abandon(send: &mut SendStream, code: Result<u64, StreamError>) {
     tracing::debug!("the edge abandoned the request ({code:?}); giving up the origin's answer");
     let code = code
         .ok()
         .and_then(|code| u32::try_from(code).ok())
         .unwrap_or(0);
     send.reset(code);
-    None
 }
 
 /// Streams the body that follows `head` into `send` and finishes the stream. Ok(true) when
@@ -154,54 +153,10 @@ async fn read_head(
     is_head: bool,
     buffers: &Buffers,
 ) -> Result<Head, Failure> {
-    let protocol = |why: String| Failure::Origin(ErrorCode::OriginProtocol, why);
     loop {
         if !buf.is_empty() {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            match http::parse_response(buf, &mut headers) {
-                Ok(Some(head)) => {
-                    let method = if is_head { "HEAD" } else { "GET" };
-                    let framing = http::response_framing(method, head.status, head.headers)
-                        .map_err(|err| protocol(format!("origin {}: {err}", rule.service)))?;
-                    let body = match framing {
-                        BodyFraming::None | BodyFraming::Length(0) => BodyLen::Empty,
-                        BodyFraming::Length(n) => BodyLen::Known(n),
-                        BodyFraming::Chunked | BodyFraming::UntilClose => BodyLen::Unknown,
-                    };
-                    // The length travels in the frame. Only for HEAD and 304 does the field
-                    // describe a body that is not sent, and go through as it is; next to a
-                    // Transfer-Encoding, on a 1xx or 204, it is wrong and is dropped.
-                    let keep_length =
-                        framing == BodyFraming::None && (is_head || head.status == 304);
-                    let strip_length = !keep_length;
-                    let headers = head
-                        .headers
-                        .iter()
-                        .filter(|h| {
-                            let length = h.name.eq_ignore_ascii_case("content-length");
-                            !(strip_length && length
-                                || http::head::is_hop_by_hop(h.name, head.headers))
-                        })
-                        .map(|h| (h.name.as_bytes(), h.value));
-                    let frame = buffers
-                        .encode(256 + head.len, |frame| {
-                            frame::encode_response(frame, head.status, body, headers)
-                        })
-                        .map_err(|err| protocol(format!("origin {}: {err}", rule.service)))?;
-                    let keep_alive = http::head::keep_alive(head.version, head.headers);
-                    let status = head.status;
-                    let len = head.len;
-                    // Advancing keeps the buffer unshared, where splitting would share it.
-                    buf.advance(len);
-                    return Ok(Head {
-                        status,
-                        framing,
-                        keep_alive,
-                        frame,
-                    });
-                }
-                Ok(None) => {}
-                Err(err) => return Err(protocol(format!("origin {}: {err}", rule.service))),
+            if let Some(head) = parse_head(buf, rule, is_head, buffers)? {
+                return Ok(head);
             }
         }
         let (result, filled) = read_answer(rd, ready, std::mem::take(buf)).await;
@@ -216,6 +171,65 @@ async fn read_head(
             Err(err) => return Err(protocol(format!("origin {}: {err}", rule.service))),
         }
     }
+}
+
+fn protocol(why: String) -> Failure {
+    Failure::Origin(ErrorCode::OriginProtocol, why)
+}
+
+/// Parses the response head at the start of `buf`, when it is all there, encodes its frame
+/// and takes it off `buf`. Not async on purpose: the parser's header array (4 KiB) lives on
+/// this call's stack, where in an async function it would widen every future that awaits
+/// this one, and each request would copy those bytes as its futures are built.
+fn parse_head(
+    buf: &mut BytesMut,
+    rule: &Rule,
+    is_head: bool,
+    buffers: &Buffers,
+) -> Result<Option<Head>, Failure> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let head = match http::parse_response(buf, &mut headers) {
+        Ok(Some(head)) => head,
+        Ok(None) => return Ok(None),
+        Err(err) => return Err(protocol(format!("origin {}: {err}", rule.service))),
+    };
+    let method = if is_head { "HEAD" } else { "GET" };
+    let framing = http::response_framing(method, head.status, head.headers)
+        .map_err(|err| protocol(format!("origin {}: {err}", rule.service)))?;
+    let body = match framing {
+        BodyFraming::None | BodyFraming::Length(0) => BodyLen::Empty,
+        BodyFraming::Length(n) => BodyLen::Known(n),
+        BodyFraming::Chunked | BodyFraming::UntilClose => BodyLen::Unknown,
+    };
+    // The length travels in the frame. Only for HEAD and 304 does the field describe a body
+    // that is not sent, and go through as it is; next to a Transfer-Encoding, on a 1xx or
+    // 204, it is wrong and is dropped.
+    let keep_length = framing == BodyFraming::None && (is_head || head.status == 304);
+    let strip_length = !keep_length;
+    let headers = head
+        .headers
+        .iter()
+        .filter(|h| {
+            let length = h.name.eq_ignore_ascii_case("content-length");
+            !(strip_length && length || http::head::is_hop_by_hop(h.name, head.headers))
+        })
+        .map(|h| (h.name.as_bytes(), h.value));
+    let frame = buffers
+        .encode(256 + head.len, |frame| {
+            frame::encode_response(frame, head.status, body, headers)
+        })
+        .map_err(|err| protocol(format!("origin {}: {err}", rule.service)))?;
+    let keep_alive = http::head::keep_alive(head.version, head.headers);
+    let status = head.status;
+    let len = head.len;
+    // Advancing keeps the buffer unshared, where splitting would share it.
+    buf.advance(len);
+    Ok(Some(Head {
+        status,
+        framing,
+        keep_alive,
+        frame,
+    }))
 }
 
 /// Reads more of a response head into `buf`. The origin is still working on its answer, so

@@ -567,8 +567,13 @@ async fn relay<S: ClientStream>(
         // HANG_UP_CHECK (its readiness would fire on any early bytes, which are the new
         // protocol's and must stay unread).
         let client = rd.0.clone();
-        let download = response::download(wr, &mut recv, &exchange, head);
-        let watched = until_hang_up(download, &client, &head_sent).await;
+        // Built inline: a future bound to a variable first would be stored twice.
+        let watched = until_hang_up(
+            response::download(wr, &mut recv, &exchange, head),
+            &client,
+            &head_sent,
+        )
+        .await;
         drop(client);
         let Some(downloaded) = watched else {
             return Ok(abandon(&mut send, &mut recv));
@@ -593,24 +598,28 @@ async fn relay<S: ClientStream>(
     }
     let idle = worker.limits.idle_timeout;
     let client = rd.0.clone();
-    let upload = async {
-        let uploaded = if has_body {
-            let counted = &worker.metrics.bytes_from_client;
-            upload_body(rd, buf, request.framing, &mut send, idle, counted).await
-        } else {
-            Upload::Done
-        };
-        // Bytes past the request (a pipelined one) are the client's next request: it has
-        // not gone, and its readiness announces nothing.
-        (uploaded, buf.is_empty())
-    };
-    let download = response::download(wr, &mut recv, &exchange, head);
     let watched = Watched {
         watch,
         client: &client,
         head_sent: &head_sent,
     };
-    let raced = race(upload, download, watched).await;
+    // The futures are built inline: one bound to a variable first would be stored twice.
+    let raced = race(
+        async {
+            let uploaded = if has_body {
+                let counted = &worker.metrics.bytes_from_client;
+                upload_body(rd, buf, request.framing, &mut send, idle, counted).await
+            } else {
+                Upload::Done
+            };
+            // Bytes past the request (a pipelined one) are the client's next request: it
+            // has not gone, and its readiness announces nothing.
+            (uploaded, buf.is_empty())
+        },
+        response::download(wr, &mut recv, &exchange, head),
+        watched,
+    )
+    .await;
     drop(client);
     Ok(match raced {
         Err(Upload::BadBody(why)) => Outcome::Failed(ProxyError::BadBody(why)),

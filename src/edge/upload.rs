@@ -9,6 +9,8 @@
 
 use std::cell::Cell;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -46,31 +48,65 @@ pub(super) struct Watched<'a, 'p, S, F> {
 /// because the client sent more, it is left for the next request's idle wait and no longer
 /// polled here, so the request still costs one readiness poll; a close or reset behind those
 /// bytes is then looked for every [`HANG_UP_CHECK`] until the head goes out.
-pub(super) async fn race<U, D, S, F>(
+///
+/// A plain struct rather than an async function: one of those keeps each future it is given
+/// twice in its state (as the argument and where it is pinned), and this one is most of a
+/// request's state.
+pub(super) fn race<'a, 'p, U, D, S, F>(
     upload: U,
     download: D,
-    watched: Watched<'_, '_, S, F>,
-) -> Result<(Option<Upload>, D::Output), Upload>
+    watched: Watched<'a, 'p, S, F>,
+) -> Race<'a, 'p, U, D, S, F> {
+    Race {
+        upload,
+        download,
+        check: None,
+        uploaded: None,
+        watching: false,
+        watched,
+    }
+}
+
+/// See [`race`].
+pub(super) struct Race<'a, 'p, U, D, S, F> {
+    upload: U,
+    download: D,
+    /// The periodic hang-up check, armed once the readiness wait fired on more bytes.
+    check: Option<monoio::time::Sleep>,
+    /// How the upload ended, once it did (it is not polled again).
+    uploaded: Option<Upload>,
+    /// Whether the readiness wait is armed and polled here.
+    watching: bool,
+    watched: Watched<'a, 'p, S, F>,
+}
+
+impl<U, D, S, F> Future for Race<'_, '_, U, D, S, F>
 where
     U: Future<Output = (Upload, bool)>,
     D: Future,
     S: ClientStream,
     F: Future<Output = std::io::Result<()>>,
 {
-    use std::task::Poll;
+    type Output = Result<(Option<Upload>, D::Output), Upload>;
 
-    let Watched {
-        watch,
-        client,
-        head_sent,
-    } = watched;
-    let mut upload = std::pin::pin!(upload);
-    let mut download = std::pin::pin!(download);
-    let mut uploaded = None;
-    let mut watching = false;
-    let mut check = std::pin::pin!(None);
-    std::future::poll_fn(|cx| {
-        if uploaded.is_none() {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: `upload`, `download` and `check` are pinned in place: they are never
+        // moved out of the pinned struct, only polled, set or dropped where they are. The
+        // other fields are not structurally pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        let (mut upload, mut download, mut check) = unsafe {
+            (
+                Pin::new_unchecked(&mut this.upload),
+                Pin::new_unchecked(&mut this.download),
+                Pin::new_unchecked(&mut this.check),
+            )
+        };
+        let Watched {
+            watch,
+            client,
+            head_sent,
+        } = &mut this.watched;
+        if this.uploaded.is_none() {
             if let Poll::Ready((up, quiet)) = upload.as_mut().poll(cx) {
                 let fatal = matches!(
                     up,
@@ -79,15 +115,16 @@ where
                 if fatal && !head_sent.get() {
                     return Poll::Ready(Err(up));
                 }
-                watching = up == Upload::Done && quiet && !head_sent.get() && watch.arm(client);
-                uploaded = Some(up);
+                this.watching =
+                    up == Upload::Done && quiet && !head_sent.get() && watch.arm(client);
+                this.uploaded = Some(up);
             }
         }
         if let Poll::Ready(downloaded) = download.as_mut().poll(cx) {
-            return Poll::Ready(Ok(downloaded));
+            return Poll::Ready(Ok((this.uploaded.take(), downloaded)));
         }
-        if watching && !head_sent.get() && watch.poll_fired(cx).is_ready() {
-            watching = false;
+        if this.watching && !head_sent.get() && watch.poll_fired(cx).is_ready() {
+            this.watching = false;
             if watch.gone(client) {
                 return Poll::Ready(Err(Upload::ClientGone));
             }
@@ -97,9 +134,7 @@ where
             return Poll::Ready(Err(Upload::ClientGone));
         }
         Poll::Pending
-    })
-    .await
-    .map(|downloaded| (uploaded.take(), downloaded))
+    }
 }
 
 /// Runs `download` to its end, looking every [`HANG_UP_CHECK`] until the response head went

@@ -122,25 +122,3 @@ pub async fn body_chunk<R: AsyncReadRent>(
 pub fn invalid_data<E: std::error::Error + Send + Sync + 'static>(err: E) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, err)
 }
-
-/// Polls both futures; returns as soon as the second completes, with the first's output if
-/// it finished by then. The first, if unfinished, is dropped
-/// with whatever operation it had in flight.
-pub async fn until_second<A: std::future::Future, B: std::future::Future>(
-    a: A,
-    b: B,
-) -> (Option<A::Output>, B::Output) {
-    let mut a = std::pin::pin!(a);
-    let mut b = std::pin::pin!(b);
-    let mut first = None;
-    let second = std::future::poll_fn(|cx| {
-        if first.is_none() {
-            if let std::task::Poll::Ready(out) = a.as_mut().poll(cx) {
-                first = Some(out);
-            }
-        }
-        b.as_mut().poll(cx)
-    })
-    .await;
-    (first, second)
-}

@@ -8,6 +8,7 @@
 pub mod affinity;
 pub mod gather;
 pub mod io;
+pub mod join;
 pub mod recycle;
 pub mod tls;
 
