@@ -1,7 +1,7 @@
 //! The per-request path in a form callgrind can count: parse a request head and encode the
 //! tunnel's request frame for it; one small GET's QUIC exchange between edge and connector,
 //! sans IO; and the response head's way from the origin through the connector's frame to the
-//! client. `benches/callgrind.sh` runs this binary under `valgrind --tool=callgrind`,
+//! client (the connector's `origin_head` and the edge's `client_head`). `benches/callgrind.sh` runs this binary under `valgrind --tool=callgrind`,
 //! collecting only inside the `measure_*` functions, and divides the instruction count by the
 //! iterations; instruction counts, unlike wall time, do not move with the load on the
 //! machine, so a regression shows as a plain difference.
@@ -10,15 +10,16 @@
 //! runs each once and prints the wall time per iteration, which is only a sanity check.
 //!
 //! Instructions per iteration on this machine (2 vCPUs, AMD EPYC, valgrind 3.19, rustc 1.95),
-//! commit 828b6f6 (quic_exchange: 9396774, which dropped quinn-udp's tracing-log feature),
-//! from `benches/callgrind.sh`; two runs gave identical totals:
+//! from `benches/callgrind.sh`, as of the commit that made `response_path` call the
+//! connector's own `origin_head` (it had repeated its steps, 7624 instructions; it now also
+//! copies the origin's 197 bytes into the read buffer, as the socket read does):
 //!
 //! ```text
 //! head_parse       2234
 //! frame_encode     2954
 //! request_path     5195
-//! quic_exchange   48652
-//! response_path    7623
+//! quic_exchange   48649
+//! response_path    7795
 //! ```
 //!
 //! The QUIC exchange runs the real io_uring driver's steps by hand (valgrind cannot run
@@ -35,8 +36,9 @@ use quinn_proto::{
     ConnectionHandle, DatagramEvent, Dir, EndpointConfig, HashedConnectionIdGenerator, StreamId,
 };
 
+use adit::connector::origin_head;
 use adit::edge::response::client_head;
-use adit::http::{self, BodyFraming, Version, MAX_HEADERS};
+use adit::http::{self, Version, MAX_HEADERS};
 use adit::tunnel::buffers::Buffers;
 use adit::tunnel::frame::{self, BodyLen, Frame, RequestLine, StreamKind};
 
@@ -97,7 +99,7 @@ fn run(case: &str, iterations: u32) -> Duration {
         ("frame_encode", _) => measure_frame_encode(iterations, &mut out),
         ("request_path", _) => measure_request_path(iterations, &mut out),
         (_, Some(tunnel)) => measure_quic_exchange(iterations, tunnel),
-        _ => measure_response_path(iterations, &buffers, &mut head),
+        _ => measure_response_path(iterations, &buffers, &mut head, &mut out),
     }
     started.elapsed()
 }
@@ -161,45 +163,22 @@ fn measure_quic_exchange(iterations: u32, tunnel: &mut Tunnel) {
 }
 
 #[inline(never)]
-fn measure_response_path(iterations: u32, buffers: &Buffers, head: &mut BytesMut) {
+fn measure_response_path(
+    iterations: u32,
+    buffers: &Buffers,
+    head: &mut BytesMut,
+    origin: &mut BytesMut,
+) {
     for _ in 0..iterations {
-        let (frame_bytes, framing, keep_alive) = origin_head(black_box(ORIGIN_RESPONSE), buffers);
-        black_box((framing, keep_alive));
-        let response = response_frame(&frame_bytes);
+        // As the connector's read from the origin leaves it: the head and the body in `origin`.
+        origin.clear();
+        origin.extend_from_slice(black_box(ORIGIN_RESPONSE));
+        let parsed = origin_head(origin, false, buffers).unwrap().unwrap();
+        black_box((parsed.framing, parsed.keep_alive));
+        let response = response_frame(&parsed.frame);
         black_box(client_head(head, &response, Version::Http11, false, true));
         black_box(&head);
     }
-}
-
-/// The connector's handling of an origin's response head as `read_head` in
-/// `src/connector/response.rs` does it for a GET (that module is private, so this repeats its
-/// steps with the same public pieces): parse, decide the framing, drop the length and
-/// hop-by-hop fields, encode the response frame into the worker's frame block.
-fn origin_head(buf: &[u8], buffers: &Buffers) -> (Bytes, BodyFraming, bool) {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let head = http::parse_response(buf, &mut headers).unwrap().unwrap();
-    let framing = http::response_framing("GET", head.status, head.headers).unwrap();
-    let body = match framing {
-        BodyFraming::None | BodyFraming::Length(0) => BodyLen::Empty,
-        BodyFraming::Length(n) => BodyLen::Known(n),
-        BodyFraming::Chunked | BodyFraming::UntilClose => BodyLen::Unknown,
-    };
-    let strip_length = !(framing == BodyFraming::None && head.status == 304);
-    let fields = head
-        .headers
-        .iter()
-        .filter(|h| {
-            let length = h.name.eq_ignore_ascii_case("content-length");
-            !(strip_length && length || http::head::is_hop_by_hop(h.name, head.headers))
-        })
-        .map(|h| (h.name.as_bytes(), h.value));
-    let frame_bytes = buffers
-        .encode(256 + head.len, |out| {
-            frame::encode_response(out, head.status, body, fields)
-        })
-        .unwrap();
-    let keep_alive = http::head::keep_alive(head.version, head.headers);
-    (frame_bytes, framing, keep_alive)
 }
 
 fn response_frame(bytes: &[u8]) -> frame::ResponseFrame<'_> {

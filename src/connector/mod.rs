@@ -45,6 +45,7 @@ use serve::Local;
 
 pub use drain::{DrainOutcome, SETTLE};
 pub use link::backoff;
+pub use response::{origin_head, Head};
 
 /// QUIC application close code a connector uses when it stops.
 pub const CLOSE_SHUTDOWN: u32 = 3;

@@ -177,25 +177,38 @@ fn protocol(why: String) -> Failure {
     Failure::Origin(ErrorCode::OriginProtocol, why)
 }
 
-/// Parses the response head at the start of `buf`, when it is all there, encodes its frame
-/// and takes it off `buf`. Not async on purpose: the parser's header array (4 KiB) lives on
-/// this call's stack, where in an async function it would widen every future that awaits
-/// this one, and each request would copy those bytes as its futures are built.
+/// [`origin_head`], with what is wrong with a head put as the origin's protocol failure.
 fn parse_head(
     buf: &mut BytesMut,
     rule: &Rule,
     is_head: bool,
     buffers: &Buffers,
 ) -> Result<Option<Head>, Failure> {
+    origin_head(buf, is_head, buffers)
+        .map_err(|why| protocol(format!("origin {}: {why}", rule.service)))
+}
+
+/// Parses the origin's response head at the start of `buf`, when it is all there, encodes
+/// its response frame into the worker's frame block and takes the head off `buf`. `is_head`
+/// says the request was a HEAD. `Err` says what is wrong with the head.
+///
+/// Not async on purpose: the parser's header array (4 KiB) lives on this call's stack, where
+/// in an async function it would widen every future that awaits this one, and each request
+/// would copy those bytes as its futures are built.
+pub fn origin_head(
+    buf: &mut BytesMut,
+    is_head: bool,
+    buffers: &Buffers,
+) -> Result<Option<Head>, String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let head = match http::parse_response(buf, &mut headers) {
         Ok(Some(head)) => head,
         Ok(None) => return Ok(None),
-        Err(err) => return Err(protocol(format!("origin {}: {err}", rule.service))),
+        Err(err) => return Err(err.to_string()),
     };
     let method = if is_head { "HEAD" } else { "GET" };
-    let framing = http::response_framing(method, head.status, head.headers)
-        .map_err(|err| protocol(format!("origin {}: {err}", rule.service)))?;
+    let framing =
+        http::response_framing(method, head.status, head.headers).map_err(|e| e.to_string())?;
     let body = match framing {
         BodyFraming::None | BodyFraming::Length(0) => BodyLen::Empty,
         BodyFraming::Length(n) => BodyLen::Known(n),
@@ -218,7 +231,7 @@ fn parse_head(
         .encode(256 + head.len, |frame| {
             frame::encode_response(frame, head.status, body, headers)
         })
-        .map_err(|err| protocol(format!("origin {}: {err}", rule.service)))?;
+        .map_err(|e| e.to_string())?;
     let keep_alive = http::head::keep_alive(head.version, head.headers);
     let status = head.status;
     let len = head.len;
