@@ -77,9 +77,7 @@
 //!   has its socket handed to one that has ([`edge::worker::WorkerMsg::Handoff`]).
 //! - Not every socket operation goes through io_uring: after an idle client connection's
 //!   readiness wait, its request is read with one direct non-blocking `recv` (measured
-//!   faster than posting a read and waiting a loop turn for it), as is the head of a
-//!   plain origin's response after the readiness wait the keep-alive pool armed when the
-//!   connection went idle (`connector/ready.rs`), and the QUIC driver uses
+//!   faster than posting a read and waiting a loop turn for it), and the QUIC driver uses
 //!   quinn-udp's `sendmsg`/`recvmmsg` with io_uring only for the socket's readiness.
 //! - TCP services travel as WebSocket streams: `adit access tcp` opens a WebSocket to the
 //!   edge's HTTP listener, the edge forwards it like any upgrade, and the WebSocket framing

@@ -518,6 +518,40 @@ fn bytes_an_origin_sends_unasked_on_an_idle_connection_reach_no_client() {
 }
 
 #[test]
+fn gets_to_an_origin_that_closes_every_connection_after_answering_all_succeed() {
+    let (origin, _script) = scripted(|listener| {
+        // Answers one request per connection and closes it, although the answer says
+        // keep-alive; bounded, and left blocked in `accept` when the test ends.
+        for _ in 0..400 {
+            let Ok((mut conn, _)) = listener.accept() else {
+                return;
+            };
+            let _ = read_head(&mut conn);
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+    });
+    let s = setup_to("closing-origin", origin);
+    let http = s.edge.http;
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                (0..25)
+                    .map(|_| {
+                        let response = get(http, "web.test", "/");
+                        (response.status, response.text())
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for client in clients {
+        for answer in client.join().unwrap() {
+            assert_eq!(answer, (200, "ok".to_owned()));
+        }
+    }
+}
+
+#[test]
 fn framing_the_edge_must_refuse_is_refused_with_400() {
     let (origin, _script) = scripted(|listener| {
         // Nothing may reach the origin.

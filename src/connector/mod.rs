@@ -19,7 +19,6 @@ pub mod ingress;
 mod link;
 mod origin;
 mod pool;
-mod ready;
 mod response;
 mod serve;
 mod tcp;

@@ -2,8 +2,8 @@
 //!
 //! The request head is rebuilt for the origin (Host, forwarding headers, framing), then the
 //! request body and the response flow at the same time. A pooled connection that turns out
-//! to be closed before any response byte arrived is replaced by a fresh one and the request
-//! sent again, but only when nothing of a body had been consumed from the stream. A
+//! to be closed before any response byte arrived is replaced by a newly dialed one and the
+//! request sent again, but only when nothing of a body had been consumed from the stream. A
 //! WebSocket request the origin accepts (101) turns the stream into raw bytes both ways.
 //! While the origin's head is awaited the stream is watched: when the edge stops it (its
 //! client hung up), the origin connection is closed rather than pooled or waited on.
@@ -17,7 +17,6 @@ use monoio::io::{AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf};
 
 use super::ingress::Rule;
 use super::pool::{dial, DialError, OriginConn, OriginHalves};
-use super::ready::Ready;
 use super::response::{final_head, relay_body, Failure};
 use super::serve::{send_error, Local};
 use crate::http::body;
@@ -88,7 +87,13 @@ pub async fn proxy(
     let replayable = request.line.body == BodyLen::Empty && !upgrade;
     let mut retried = false;
     loop {
-        let pooled = local.pool.take(rule_index, &rule.origin, Instant::now());
+        // The second attempt dials: another pooled connection may have been closed by the
+        // origin just as well (an origin that closes idle connections closes them all).
+        let pooled = if retried {
+            None
+        } else {
+            local.pool.take(rule_index, &rule.origin, Instant::now())
+        };
         let reused = pooled.is_some();
         let conn = match pooled {
             Some(conn) => conn,
@@ -145,19 +150,15 @@ async fn exchange(
     send: &mut SendStream,
     recv: &mut RecvStream,
 ) -> Exchange {
-    let OriginHalves {
-        mut rd,
-        mut wr,
-        mut ready,
-    } = conn;
+    let OriginHalves { mut rd, mut wr } = conn;
     if write_all(&mut wr, ask.head.clone()).await.is_err() {
         return Exchange::NotSent;
     }
     let mut buf = ask.buffers.take_read();
     let exchanged = if ask.upgrade {
-        upgrade(&mut rd, &mut wr, &mut ready, &mut buf, ask, send, recv).await
+        upgrade(&mut rd, &mut wr, &mut buf, ask, send, recv).await
     } else {
-        relay(OriginHalves { rd, wr, ready }, &mut buf, ask, send, recv).await
+        relay(OriginHalves { rd, wr }, &mut buf, ask, send, recv).await
     };
     ask.buffers.give_read(buf);
     exchanged
@@ -171,26 +172,13 @@ async fn relay(
     send: &mut SendStream,
     recv: &mut RecvStream,
 ) -> Exchange {
-    let OriginHalves {
-        mut rd,
-        mut wr,
-        mut ready,
-    } = conn;
+    let OriginHalves { mut rd, mut wr } = conn;
     let to_origin = &ask.metrics.bytes_to_origin;
     // Both built inline: a future bound to a variable first would be stored twice.
     let (uploaded, downloaded) = until_second(
         upload(&mut wr, ask.first.clone(), recv, ask.body, to_origin),
         async {
-            let head = final_head(
-                &mut rd,
-                &mut ready,
-                buf,
-                send,
-                ask.rule,
-                ask.is_head,
-                ask.buffers,
-            )
-            .await?;
+            let head = final_head(&mut rd, buf, send, ask.rule, ask.is_head, ask.buffers).await?;
             ask.metrics.origin_latency.observe(ask.started.elapsed());
             if head.status == 101 {
                 let message = format!("origin {} switched protocols unasked", ask.rule.service);
@@ -206,7 +194,7 @@ async fn relay(
     )
     .await;
     match downloaded {
-        Ok(true) if uploaded == Some(true) => Exchange::Done(Some(OriginHalves { rd, wr, ready })),
+        Ok(true) if uploaded == Some(true) => Exchange::Done(Some(OriginHalves { rd, wr })),
         Ok(_) => Exchange::Done(None),
         Err(failure) => failed(failure),
     }
@@ -217,13 +205,12 @@ async fn relay(
 async fn upgrade(
     rd: &mut ReadHalf,
     wr: &mut WriteHalf,
-    ready: &mut Ready,
     buf: &mut BytesMut,
     ask: &Ask<'_>,
     send: &mut SendStream,
     recv: &mut RecvStream,
 ) -> Exchange {
-    let head = match final_head(rd, ready, buf, send, ask.rule, ask.is_head, ask.buffers).await {
+    let head = match final_head(rd, buf, send, ask.rule, ask.is_head, ask.buffers).await {
         Ok(head) => head,
         Err(failure) => return failed(failure),
     };

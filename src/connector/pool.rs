@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
@@ -11,7 +11,6 @@ use monoio::net::{TcpStream, UnixStream};
 use monoio::BufResult;
 
 use super::ingress::{OriginSettings, Service};
-use super::ready::{self, Ready};
 use super::tls::{OriginTls, TlsStream};
 
 /// A plain socket to an origin service; TLS sessions run over one too.
@@ -127,8 +126,8 @@ impl AsyncWriteRent for OriginConn {
     }
 }
 
-impl AsRawFd for Socket {
-    fn as_raw_fd(&self) -> RawFd {
+impl Socket {
+    fn raw_fd(&self) -> i32 {
         match self {
             Socket::Tcp(s) => s.as_raw_fd(),
             Socket::Unix(s) => s.as_raw_fd(),
@@ -136,30 +135,38 @@ impl AsRawFd for Socket {
     }
 }
 
-/// Whether an idle TLS connection still looks usable. Any record arriving while idle (even
-/// one that carries no data) counts as unasked: such a connection is closed rather than
-/// risk a stale byte in the next response. The session's buffers would hide such bytes from
-/// a readiness poll, so this asks the socket directly: a peek that would block means all is
-/// well.
-pub(super) fn tls_reusable(tls: &TlsStream<Socket>) -> bool {
-    if !tls.is_drained() {
-        return false;
-    }
-    let mut byte = 0u8;
-    // SAFETY: the descriptor is open for as long as `tls` lives and the one-byte buffer
-    // outlives the call; MSG_PEEK leaves the socket's data in place.
-    let n = unsafe {
-        libc::recv(
-            tls.io().as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
-}
-
 impl OriginConn {
+    fn raw_fd(&self) -> i32 {
+        match self {
+            OriginConn::Plain(s) => s.raw_fd(),
+            OriginConn::Tls(s) => s.io().raw_fd(),
+        }
+    }
+
+    /// Whether an idle pooled connection still looks usable: the origin has not closed it
+    /// and has not sent anything unasked. A peek that would block means all is well. Over
+    /// TLS, any record arriving while idle (even one that carries no data) counts as unasked:
+    /// such a connection is closed rather than risk a stale byte in the next response.
+    pub fn is_reusable(&self) -> bool {
+        if let OriginConn::Tls(s) = self {
+            if !s.is_drained() {
+                return false;
+            }
+        }
+        let mut byte = 0u8;
+        // SAFETY: the descriptor is open for as long as `self` lives and the one-byte buffer
+        // outlives the call; MSG_PEEK leaves the socket's data in place.
+        let n = unsafe {
+            libc::recv(
+                self.raw_fd(),
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+    }
+
     /// Frees what an idle connection need not hold (TLS buffers).
     fn release_buffers(&self) {
         if let OriginConn::Tls(s) = self {
@@ -175,28 +182,12 @@ impl OriginConn {
 pub struct OriginHalves {
     pub rd: OwnedReadHalf<OriginConn>,
     pub wr: OwnedWriteHalf<OriginConn>,
-    /// The readiness wait of a plain connection: armed while it idles in the pool, and
-    /// then for its next response (see [`ready`]).
-    pub ready: Ready,
 }
 
 impl OriginHalves {
     pub fn new(conn: OriginConn) -> OriginHalves {
         let (rd, wr) = conn.into_split();
-        OriginHalves {
-            rd,
-            wr,
-            ready: ready::slot(),
-        }
-    }
-
-    /// Whether an idle pooled connection can serve another request: the origin has not
-    /// closed it and has not sent anything unasked since it went idle.
-    fn reusable(&mut self) -> bool {
-        match self.conn() {
-            OriginConn::Plain(_) => ready::still_quiet(&mut self.ready),
-            OriginConn::Tls(tls) => tls_reusable(tls),
-        }
+        OriginHalves { rd, wr }
     }
 
     fn conn(&self) -> &OriginConn {
@@ -295,8 +286,9 @@ impl Pool {
     ) -> Option<OriginHalves> {
         let mut idle = self.idle.borrow_mut();
         let conns = idle.get_mut(&rule)?;
-        while let Some((mut conn, since)) = conns.pop() {
-            if now.duration_since(since) < settings.keep_alive_timeout && conn.reusable() {
+        while let Some((conn, since)) = conns.pop() {
+            if now.duration_since(since) < settings.keep_alive_timeout && conn.conn().is_reusable()
+            {
                 return Some(conn);
             }
         }
@@ -309,11 +301,7 @@ impl Pool {
         let conns = idle.entry(rule).or_default();
         conns.retain(|(_, since)| now.duration_since(*since) < settings.keep_alive_timeout);
         if conns.len() < settings.keep_alive_connections {
-            let mut conn = conn;
             conn.conn().release_buffers();
-            if let OriginConn::Plain(_) = conn.conn() {
-                ready::watch_idle(&mut conn.ready, &conn.rd.0);
-            }
             conns.push((conn, now));
         }
     }

@@ -6,11 +6,10 @@ use monoio::io::OwnedReadHalf;
 
 use super::ingress::Rule;
 use super::pool::OriginConn;
-use super::ready::Ready;
 use crate::http::{self, BodyDecoder, BodyFraming, MAX_HEADERS};
 use crate::metrics::Counter;
 use crate::quic::{SendStream, StreamError};
-use crate::runtime::io::{body_chunk, read_more, recv_ready};
+use crate::runtime::io::{body_chunk, read_more};
 use crate::runtime::join::{first_of, Either};
 use crate::tunnel::buffers::Buffers;
 use crate::tunnel::frame::{self, BodyLen, ErrorCode};
@@ -48,7 +47,6 @@ pub struct Head {
 /// caller drops the origin connection, which tells the origin too.
 pub async fn final_head(
     rd: &mut ReadHalf,
-    ready: &mut Ready,
     buf: &mut BytesMut,
     send: &mut SendStream,
     rule: &Rule,
@@ -57,8 +55,7 @@ pub async fn final_head(
 ) -> Result<Head, Failure> {
     let timeout = rule.origin.response_timeout;
     // Built inline, as in `heads`: a future bound to a variable first would be stored twice.
-    match monoio::time::timeout(timeout, heads(rd, ready, buf, send, rule, is_head, buffers)).await
-    {
+    match monoio::time::timeout(timeout, heads(rd, buf, send, rule, is_head, buffers)).await {
         Ok(head) => head,
         Err(_) => {
             let message = format!("origin {} did not answer within {timeout:?}", rule.service);
@@ -72,7 +69,6 @@ pub async fn final_head(
 /// call.
 async fn heads(
     rd: &mut ReadHalf,
-    ready: &mut Ready,
     buf: &mut BytesMut,
     send: &mut SendStream,
     rule: &Rule,
@@ -81,8 +77,7 @@ async fn heads(
 ) -> Result<Head, Failure> {
     loop {
         let stopped = send.stopped();
-        let head = match first_of(read_head(rd, ready, buf, rule, is_head, buffers), stopped).await
-        {
+        let head = match first_of(read_head(rd, buf, rule, is_head, buffers), stopped).await {
             Either::First(head) => head?,
             Either::Second(code) => {
                 abandon(send, code);
@@ -147,7 +142,6 @@ pub async fn relay_body(
 /// Reads one response head and encodes its frame.
 async fn read_head(
     rd: &mut ReadHalf,
-    ready: &mut Ready,
     buf: &mut BytesMut,
     rule: &Rule,
     is_head: bool,
@@ -159,7 +153,7 @@ async fn read_head(
                 return Ok(head);
             }
         }
-        let (result, filled) = read_answer(rd, ready, std::mem::take(buf)).await;
+        let (result, filled) = read_more(rd, std::mem::take(buf)).await;
         *buf = filled;
         match result {
             Ok(0) | Err(_) if buf.is_empty() => return Err(Failure::NoResponse),
@@ -243,28 +237,4 @@ pub fn origin_head(
         keep_alive,
         frame,
     }))
-}
-
-/// Reads more of a response head into `buf`. The origin is still working on its answer, so
-/// over a plain socket this waits for readability (through the wait the pool armed, or a new
-/// one) and then takes what arrived with one direct call ([`recv_ready`]), sparing the
-/// ring's read its round trip; a TLS session reads through the ring as usual.
-async fn read_answer(
-    rd: &mut ReadHalf,
-    ready: &mut Ready,
-    mut buf: BytesMut,
-) -> (std::io::Result<usize>, BytesMut) {
-    // SAFETY: no read of the connection is in flight (this is the read side's only user),
-    // and the readiness poll and the direct call touch no field the write half changes.
-    let OriginConn::Plain(socket) = (unsafe { &*rd.0.get() }) else {
-        return read_more(rd, buf).await;
-    };
-    ready.as_mut().arm(&rd.0);
-    if let Some(Err(err)) = std::future::poll_fn(|cx| ready.as_mut().poll_wait(cx)).await {
-        return (Err(err), buf);
-    }
-    match recv_ready(socket, &mut buf) {
-        Some(result) => (result, buf),
-        None => read_more(rd, buf).await,
-    }
 }

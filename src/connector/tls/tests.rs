@@ -12,7 +12,7 @@ use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::*;
-use crate::connector::pool::{dial, tls_reusable, OriginConn};
+use crate::connector::pool::{dial, OriginConn};
 
 struct Pki {
     ca_pem: String,
@@ -197,7 +197,7 @@ fn split_halves_run_concurrently_and_reunite() {
         assert!(echoed == big, "the echo differs");
         let (mut conn, echoed) = round_trip(conn, b"second request".to_vec()).await;
         assert_eq!(echoed, b"second request");
-        assert!(reusable(&conn));
+        assert!(conn.is_reusable());
         conn.shutdown().await.unwrap();
     });
 
@@ -331,7 +331,7 @@ fn end_of_stream_with_and_without_close_notify_reads_as_eof() {
             assert_eq!(bye, b"bye");
             let (result, _) = conn.read(Vec::with_capacity(16)).await;
             assert_eq!(result.unwrap(), 0, "close_notify: {close_notify}");
-            assert!(!reusable(&conn));
+            assert!(!conn.is_reusable());
         });
         server.join().unwrap();
     }
@@ -368,12 +368,4 @@ fn configs_are_built_per_rule_and_name_a_bad_ca_pool() {
             empty.0.display()
         )
     );
-}
-
-/// Whether the pool would take `conn`, a TLS connection, back for another request.
-fn reusable(conn: &OriginConn) -> bool {
-    match conn {
-        OriginConn::Tls(tls) => tls_reusable(tls),
-        OriginConn::Plain(_) => panic!("not a TLS connection"),
-    }
 }
