@@ -122,6 +122,9 @@ fn http(args: LoadHttpArgs) -> anyhow::Result<ExitCode> {
     )?;
     let report = with_progress(|progress| load::run_http(&load, progress))?;
     report.print(&mut out)?;
+    if let Some(warning) = load.rate.and_then(|rate| rate_shortfall(&report, rate)) {
+        eprintln!("adit load: {warning}");
+    }
     let config = serde_json::json!({
         "kind": "http",
         "url": args.url,
@@ -184,6 +187,21 @@ fn tcp(args: LoadTcpArgs) -> anyhow::Result<ExitCode> {
     });
     write_files(&report, config, &args.common)?;
     Ok(exit_code(&report))
+}
+
+/// An open-loop run that completed markedly fewer requests per second than `--rate`
+/// (under 95%) measured a lighter load than it names: the target or this machine did not
+/// keep up. Runs shorter than a second are not judged; their rate says little.
+fn rate_shortfall(report: &Report, rate: f64) -> Option<String> {
+    let achieved = report.requests_per_sec();
+    if report.elapsed < Duration::from_secs(1) || achieved >= rate * 0.95 {
+        return None;
+    }
+    Some(format!(
+        "{achieved:.1} requests/s completed, below the --rate of {rate}/s: the target (or this \
+         machine) did not keep up, and the latencies, which count from each request's due \
+         time, include the backlog"
+    ))
 }
 
 /// Failure (1) when not one request completed, so scripts notice a target that was down;
@@ -280,6 +298,28 @@ fn write_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rate_well_below_the_one_asked_is_reported() {
+        let mut report = Report::empty();
+        report.elapsed = Duration::from_secs(2);
+        report.requests = 16_000;
+        assert_eq!(
+            rate_shortfall(&report, 10_000.0).as_deref(),
+            Some(
+                "8000.0 requests/s completed, below the --rate of 10000/s: the target (or this \
+                 machine) did not keep up, and the latencies, which count from each request's \
+                 due time, include the backlog"
+            )
+        );
+        // Within 5%: requests still in flight when the run ends are not counted.
+        report.requests = 19_000;
+        assert_eq!(rate_shortfall(&report, 10_000.0), None);
+        // Too short to judge.
+        report.elapsed = Duration::from_millis(500);
+        report.requests = 10;
+        assert_eq!(rate_shortfall(&report, 10_000.0), None);
+    }
 
     #[test]
     fn urls_split_into_authority_and_path() {
