@@ -223,10 +223,9 @@ fn registered_gauge(metrics: std::net::SocketAddr) -> String {
 #[test]
 fn a_second_signal_exits_at_once() {
     let (dir, edge, cred, origin) = edge_and_origin("second-signal");
-    let metrics = free_tcp_addr();
-    let metrics_arg = metrics.to_string();
-    let extra = ["--grace-period", "20s", "--metrics", &metrics_arg];
+    let extra = ["--grace-period", "20s", "--metrics", "127.0.0.1:0"];
     let mut a = start_replica(dir.path(), &cred, origin, "a", &extra);
+    let metrics = a.logged_addr("metrics server listening");
     wait_live(&edge, 2);
     let slow = get_in_background(edge.http, "/delay/30000");
     std::thread::sleep(Duration::from_millis(300));

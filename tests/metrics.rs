@@ -18,6 +18,9 @@ const HA: u8 = 2;
 const HELLO: &str = "Hello from the adit origin\n";
 
 /// Starts `adit tunnel run` for tunnel `web` with its metrics server on `metrics`.
+/// The log line of a metrics server, with the address it bound.
+const METRICS_LISTENING: &str = "metrics server listening";
+
 fn start_connector_on(
     dir: &Path,
     cred: &Path,
@@ -85,18 +88,17 @@ fn tunnel_ready(addr: SocketAddr) -> (Option<i32>, String, String) {
 fn counts_known_traffic_and_answers_readiness() {
     let dir = TempDir::new("metrics");
     let origin = start_origin();
-    let edge_metrics = free_tcp_addr();
     let (http, tunnel, admin) = (any_port(), any_port(), any_port());
-    let metrics_arg = edge_metrics.to_string();
-    let extra = ["--metrics", metrics_arg.as_str()];
+    let extra = ["--metrics", "127.0.0.1:0"];
     let edge = Edge::start_with(dir.path(), http, tunnel, admin, &extra, &[]);
+    let edge_metrics = edge.proc.logged_addr(METRICS_LISTENING);
     let cred = edge.create_tunnel("web");
     edge.route("web", "web.test");
 
     // A connector whose edge is not there: its probe says not ready.
-    let lonely_metrics = free_tcp_addr();
     let nowhere = Some(free_udp_addr());
-    let lonely = start_connector_on(dir.path(), &cred, origin, lonely_metrics, nowhere);
+    let lonely = start_connector_on(dir.path(), &cred, origin, any_port(), nowhere);
+    let lonely_metrics = lonely.logged_addr(METRICS_LISTENING);
     let ready = eventually(Duration::from_secs(20), "the connector's /ready", || {
         std::net::TcpStream::connect(lonely_metrics).ok()?;
         Some(get(lonely_metrics, "metrics", "/ready"))
@@ -124,8 +126,8 @@ fn counts_known_traffic_and_answers_readiness() {
         "{stderr}"
     );
 
-    let connector_metrics = free_tcp_addr();
-    let connector = start_connector_on(dir.path(), &cred, origin, connector_metrics, None);
+    let connector = start_connector_on(dir.path(), &cred, origin, any_port(), None);
+    let connector_metrics = connector.logged_addr(METRICS_LISTENING);
     edge.wait_connections("web", usize::from(HA));
     let ready = eventually(Duration::from_secs(20), "readiness", || {
         let ready = get(connector_metrics, "metrics", "/ready");

@@ -81,6 +81,19 @@ impl Proc {
         None
     }
 
+    /// The address on the first log line that contains `marker` (as `addr=HOST:PORT`),
+    /// waited for up to 20 s: where a listener given port 0 was bound.
+    pub fn logged_addr(&self, marker: &str) -> SocketAddr {
+        eventually(Duration::from_secs(20), marker, || {
+            let log = self.log_text();
+            let line = log.lines().find(|line| line.contains(marker))?;
+            let addr = line
+                .split(' ')
+                .find_map(|field| field.strip_prefix("addr="))?;
+            addr.parse().ok()
+        })
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
