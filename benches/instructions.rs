@@ -1,10 +1,11 @@
 //! The per-request path in a form callgrind can count: parse a request head and encode the
 //! tunnel's request frame for it; one small GET's QUIC exchange between edge and connector,
 //! sans IO; and the response head's way from the origin through the connector's frame to the
-//! client (the connector's `origin_head` and the edge's `client_head`). `benches/callgrind.sh` runs this binary under `valgrind --tool=callgrind`,
-//! collecting only inside the `measure_*` functions, and divides the instruction count by the
-//! iterations; instruction counts, unlike wall time, do not move with the load on the
-//! machine, so a regression shows as a plain difference.
+//! client (the connector's `origin_head` and the edge's `client_head`).
+//! `benches/callgrind.sh` runs this binary under `valgrind --tool=callgrind`, collecting only
+//! inside the `measure_*` functions, and divides the instruction count by the iterations;
+//! instruction counts, unlike wall time, do not move with the load on the machine, so a
+//! regression shows as a plain difference.
 //!
 //! `instructions CASE [ITERATIONS]` runs one case; with no case (as under `cargo bench`) it
 //! runs each once and prints the wall time per iteration, which is only a sanity check.

@@ -54,41 +54,32 @@ pub async fn final_head(
     buffers: &Buffers,
 ) -> Result<Head, Failure> {
     let timeout = rule.origin.response_timeout;
-    // Built inline, as in `heads`: a future bound to a variable first would be stored twice.
-    match monoio::time::timeout(timeout, heads(rd, buf, send, rule, is_head, buffers)).await {
+    // The heads' loop is written inline: a future bound to a variable (or handed to an async
+    // function that pins it) would be stored twice in the request's state.
+    let answered = monoio::time::timeout(timeout, async {
+        loop {
+            let stopped = send.stopped();
+            let head = match first_of(read_head(rd, buf, rule, is_head, buffers), stopped).await {
+                Either::First(head) => head?,
+                Either::Second(code) => {
+                    abandon(send, code);
+                    return Err(Failure::Abandoned);
+                }
+            };
+            if !(100..200).contains(&head.status) || head.status == 101 {
+                return Ok(head);
+            }
+            if send.write(head.frame).await.is_err() {
+                return Err(Failure::AfterHead);
+            }
+        }
+    })
+    .await;
+    match answered {
         Ok(head) => head,
         Err(_) => {
             let message = format!("origin {} did not answer within {timeout:?}", rule.service);
             Err(Failure::Origin(ErrorCode::OriginTimeout, message))
-        }
-    }
-}
-
-/// Reads heads until the final one, forwarding interim ones, unless the edge stops the
-/// stream first. Polling for the stop only looks at the stream's state: it costs no system
-/// call.
-async fn heads(
-    rd: &mut ReadHalf,
-    buf: &mut BytesMut,
-    send: &mut SendStream,
-    rule: &Rule,
-    is_head: bool,
-    buffers: &Buffers,
-) -> Result<Head, Failure> {
-    loop {
-        let stopped = send.stopped();
-        let head = match first_of(read_head(rd, buf, rule, is_head, buffers), stopped).await {
-            Either::First(head) => head?,
-            Either::Second(code) => {
-                abandon(send, code);
-                return Err(Failure::Abandoned);
-            }
-        };
-        if !(100..200).contains(&head.status) || head.status == 101 {
-            return Ok(head);
-        }
-        if send.write(head.frame).await.is_err() {
-            return Err(Failure::AfterHead);
         }
     }
 }

@@ -239,11 +239,10 @@ pub fn hung_up(socket: &impl AsRawFd) -> bool {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
-
-    use crate::runtime::io::recv_ready;
     use std::net::{TcpListener, TcpStream};
 
     use super::*;
+    use crate::runtime::io::recv_ready;
 
     /// A connected pair on loopback: the client's end and the server's.
     fn pair() -> (TcpStream, TcpStream) {

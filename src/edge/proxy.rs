@@ -567,7 +567,6 @@ async fn relay<S: ClientStream>(
         // HANG_UP_CHECK (its readiness would fire on any early bytes, which are the new
         // protocol's and must stay unread).
         let client = rd.0.clone();
-        // Built inline: a future bound to a variable first would be stored twice.
         let watched = until_hang_up(
             response::download(wr, &mut recv, &exchange, head),
             &client,

@@ -94,6 +94,7 @@ where
         // moved out of the pinned struct, only polled, set or dropped where they are. The
         // other fields are not structurally pinned.
         let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: as above; these three are pinned where they lie in the pinned struct.
         let (mut upload, mut download, mut check) = unsafe {
             (
                 Pin::new_unchecked(&mut this.upload),
