@@ -18,8 +18,7 @@
 //!   header handling, and the error pages a user sees.
 //! - [`ws`]: WebSocket (RFC 6455) for carrying raw TCP: a sans-IO frame codec and handshake,
 //!   and the bridge that relays between a WebSocket and a byte stream with half-close.
-//! - [`runtime`]: worker threads, one monoio (io_uring) runtime each, whose ring finishes
-//!   completions in one batch when the worker waits for them (DEFER_TASKRUN), the
+//! - [`runtime`]: worker threads, one monoio (io_uring) runtime each, the
 //!   `SO_REUSEPORT` sockets each worker owns, and the rustls stream over monoio sockets that
 //!   both the edge's HTTPS listener and the connector's TLS to origins use; also
 //!   [`runtime::join`], the two-future combinators the request paths poll in place (an
