@@ -5,10 +5,9 @@
 //! hand them to the endpoint and its connections; queue connections whose timers are due;
 //! then, for every queued connection, fire its timeout, pass endpoint events both ways,
 //! deliver its application events, and poll up to a bounded number of transmits, sending each
-//! as one GSO train. A turn that moved anything is followed by another, after letting other
-//! tasks run (and, once the driver has been runnable for `PARK_INTERVAL`, after the runtime
-//! has parked, so that the other tasks' socket completions are reaped); an idle driver sleeps
-//! until the socket is readable, a handle notifies it, or the earliest connection timer is due.
+//! as one GSO train. A turn that moved anything is followed by another (after letting other
+//! tasks run); an idle driver sleeps until the socket is readable, a handle notifies it, or
+//! the earliest connection timer is due.
 
 use std::cmp::Reverse;
 use std::future::{poll_fn, Future};
@@ -45,11 +44,6 @@ const _: () = assert!(MAX_GSO_SEGMENTS * MAX_UDP_PAYLOAD as usize <= MAX_TRAIN);
 
 /// Attempts to send one transmit while the socket keeps reporting itself full.
 const SEND_ATTEMPTS: usize = 16;
-
-/// How long the driver may stay runnable, turn after busy turn, before it waits for the
-/// runtime to park (see [`park_point`]): the longest the completions of other tasks' socket
-/// operations wait while the driver is busy.
-const PARK_INTERVAL: Duration = Duration::from_micros(500);
 
 /// Size of each block received datagrams are copied into: one full GRO train.
 const RX_BLOCK: usize = 64 * 1024;
@@ -94,8 +88,6 @@ impl Driver {
         let mut readable = pin!(ready.readable(false));
         let mut rearm = false;
         let mut sleep = pin!(monoio::time::sleep(Duration::from_secs(1)));
-        // Since when the driver has stayed runnable, so the runtime has not parked.
-        let mut runnable_since = Instant::now();
 
         loop {
             self.shared.wake.begin_turn();
@@ -107,12 +99,7 @@ impl Driver {
                 break;
             }
             if busy {
-                if now.saturating_duration_since(runnable_since) >= PARK_INTERVAL {
-                    park_point(&ready).await;
-                    runnable_since = Instant::now();
-                } else {
-                    yield_now().await;
-                }
+                yield_now().await;
                 continue;
             }
 
@@ -142,7 +129,6 @@ impl Driver {
             })
             .await;
 
-            runnable_since = Instant::now();
             match woke {
                 Woke::Readable(Ok(())) => rearm = true,
                 Woke::Readable(Err(error)) => {
@@ -485,18 +471,6 @@ fn send_response(io: &UdpIo, transmit: &quinn_proto::Transmit, buf: &[u8]) {
         if error.kind() != io::ErrorKind::WouldBlock {
             log_send_error(&error);
         }
-    }
-}
-
-/// Waits until the runtime has parked once, so that the completions of other tasks' socket
-/// operations are reaped (`runtime::block_on`: the ring defers them until then, and the
-/// runtime parks only when no task is runnable, which a driver that only yields never
-/// allows). It waits for the UDP socket to be writable: that poll is submitted at the
-/// runtime's next entry into the ring and answered at once, and with the driver waiting and
-/// no other task runnable, that entry is the park.
-async fn park_point(ready: &monoio::net::udp::UdpSocket) {
-    if let Err(error) = ready.writable(false).await {
-        debug!(%error, "waiting for the runtime to park failed");
     }
 }
 

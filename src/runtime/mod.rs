@@ -76,23 +76,15 @@ pub fn block_on<F: Future>(main: F) -> std::io::Result<F::Output> {
             .build()
     };
     // Only this thread submits to and reaps from its ring, so completions need not interrupt
-    // it with an inter-processor interrupt (COOP_TASKRUN, SINGLE_ISSUER), and the kernel may
-    // hold the work of finishing them until the thread waits for completions (DEFER_TASKRUN),
-    // doing it in one batch then instead of at every kernel entry: measured side by side,
-    // 7 % less CPU per saturated small GET in edge and connector together. The price is that
-    // a completion is only seen once the runtime parks, which it does only when no task is
-    // runnable; the one task that stays runnable across turns, the QUIC driver while busy,
-    // waits for a park once it has been runnable for 500 µs (`quic/run.rs`). Kernels before
-    // 6.1 refuse DEFER_TASKRUN and kernels before 6.0 the other two; the ring is then built
-    // with what they take.
-    let mut deferred = io_uring::IoUring::builder();
-    deferred
-        .setup_coop_taskrun()
-        .setup_single_issuer()
-        .setup_defer_taskrun();
-    let mut coop = io_uring::IoUring::builder();
-    coop.setup_coop_taskrun().setup_single_issuer();
-    let mut rt = match build(deferred).or_else(|_| build(coop)) {
+    // it with an inter-processor interrupt: they are run at its next kernel entry, and the
+    // kernel may skip cross-thread bookkeeping. Kernels before 6.0 refuse these flags; the
+    // ring is then built without them. DEFER_TASKRUN (completions finished only when the
+    // runtime parks) was measured and not taken: 7 % less CPU per saturated small GET, but
+    // small exchanges that share a worker with bulk transfers got 25-35 % slower, as their
+    // completions waited behind the busy QUIC driver.
+    let mut tuned = io_uring::IoUring::builder();
+    tuned.setup_coop_taskrun().setup_single_issuer();
+    let mut rt = match build(tuned) {
         Ok(rt) => rt,
         Err(_) => build(io_uring::IoUring::builder())?,
     };
