@@ -479,13 +479,7 @@ fn a_pooled_connection_the_origin_closed_is_not_a_502() {
         conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond")
             .unwrap();
     });
-    let s = setup_to("stale-pool", origin);
-    let first = get(s.edge.http, "web.test", "/");
-    assert_eq!(first.text(), "first");
-    std::thread::sleep(Duration::from_millis(300));
-    let second = get(s.edge.http, "web.test", "/");
-    assert_eq!(second.status, 200);
-    assert_eq!(second.text(), "second");
+    first_then_second("stale-pool", origin, Duration::from_millis(300));
     script.join().unwrap();
 }
 
@@ -507,14 +501,20 @@ fn bytes_an_origin_sends_unasked_on_an_idle_connection_reach_no_client() {
             .unwrap();
         drop(conn);
     });
-    let s = setup_to("stray-bytes", origin);
+    first_then_second("stray-bytes", origin, Duration::from_millis(400));
+    script.join().unwrap();
+}
+
+/// Two GETs through a tunnel to `origin`, `gap` apart: the first must read "first", the
+/// second must be a 200 reading "second".
+fn first_then_second(name: &str, origin: SocketAddr, gap: Duration) {
+    let s = setup_to(name, origin);
     let first = get(s.edge.http, "web.test", "/");
     assert_eq!(first.text(), "first");
-    std::thread::sleep(Duration::from_millis(400));
+    std::thread::sleep(gap);
     let second = get(s.edge.http, "web.test", "/");
     assert_eq!(second.status, 200);
     assert_eq!(second.text(), "second");
-    script.join().unwrap();
 }
 
 #[test]
