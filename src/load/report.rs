@@ -179,9 +179,9 @@ impl Report {
     pub fn print(&self, out: &mut impl Write) -> io::Result<()> {
         writeln!(
             out,
-            "  requests    {} in {:.2}s, {:.1}/s",
+            "  requests    {} in {}, {:.1}/s",
             self.requests,
-            self.elapsed.as_secs_f64(),
+            span(self.elapsed),
             self.requests_per_sec()
         )?;
         writeln!(
@@ -226,6 +226,15 @@ fn per_sec(amount: f64, elapsed: Duration) -> f64 {
 /// A duration as milliseconds with three decimals (microsecond resolution).
 pub fn millis(d: Duration) -> String {
     format!("{:.3}ms", d.as_secs_f64() * 1e3)
+}
+
+/// A run's length: seconds, or milliseconds when it was shorter than one (a `-n` run of a
+/// few requests), so that the rate beside it can be checked.
+pub fn span(d: Duration) -> String {
+    match d.as_secs_f64() {
+        secs if secs < 1.0 => millis(d),
+        secs => format!("{secs:.2}s"),
+    }
 }
 
 /// A byte count with a binary unit.
@@ -377,6 +386,13 @@ mod tests {
             lines[lines.len() - 1],
             "#[Buckets =           22, SubBuckets     =         2048]"
         );
+    }
+
+    #[test]
+    fn run_length_in_a_unit_that_shows_it() {
+        assert_eq!(span(Duration::from_micros(1_984)), "1.984ms");
+        assert_eq!(span(Duration::from_millis(999)), "999.000ms");
+        assert_eq!(span(Duration::from_millis(10_004)), "10.00s");
     }
 
     #[test]
