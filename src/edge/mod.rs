@@ -17,6 +17,7 @@ pub mod config;
 pub mod drain;
 pub mod error;
 mod idle;
+pub mod pick;
 pub mod proxy;
 pub mod response;
 pub mod tls;

@@ -12,6 +12,7 @@ use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use uuid::Uuid;
 
 use super::drain::{ClientCounts, Stop};
+use super::pick::{Candidate, Picker};
 use crate::control::{ControlMsg, Snapshot};
 use crate::metrics::edge::EdgeMetrics;
 use crate::quic::Connection;
@@ -49,7 +50,7 @@ pub struct Worker {
     pub control: crossbeam_channel::Sender<ControlMsg>,
     /// Every worker's inbox, this one's included, by index.
     pub inboxes: Vec<UnboundedSender<WorkerMsg>>,
-    turn: Cell<usize>,
+    picker: Picker,
     /// This worker's metrics; it is their only writer.
     pub metrics: Arc<EdgeMetrics>,
     /// Set when the edge stops accepting clients.
@@ -78,7 +79,7 @@ impl Worker {
             tunnels: RefCell::new(HashMap::new()),
             control,
             inboxes,
-            turn: Cell::new(0),
+            picker: Picker::default(),
             metrics,
             stop: Stop::default(),
             clients,
@@ -135,8 +136,8 @@ impl Worker {
         }
     }
 
-    /// A live connection of `tunnel` to open a stream on: the least loaded, ties broken in
-    /// turn so equal connections share the work. `skip` excludes one that just failed.
+    /// A live connection of `tunnel` to open a stream on ([`super::pick`]); `skip`
+    /// excludes one that just failed.
     ///
     /// A lost connection stays in the table until its task removes it, but `is_closed`
     /// holds from the moment it failed, before any request waiting on it wakes: a request
@@ -144,14 +145,25 @@ impl Worker {
     pub fn pick(&self, tunnel: Uuid, skip: Option<Uuid>) -> Option<Rc<TunnelConn>> {
         let tunnels = self.tunnels.borrow();
         let conns = tunnels.get(&tunnel)?;
-        let turn = self.turn.get();
-        self.turn.set(turn.wrapping_add(1));
-        let count = conns.len();
-        (0..count)
-            .map(|i| &conns[(turn + i) % count])
-            .filter(|c| !c.draining.get() && !c.conn.is_closed() && Some(c.id) != skip)
-            .min_by_key(|c| c.conn.open_streams())
-            .cloned()
+        self.picker.pick(conns, skip).cloned()
+    }
+}
+
+impl Candidate for Rc<TunnelConn> {
+    fn id(&self) -> Uuid {
+        self.id
+    }
+
+    fn usable(&self) -> bool {
+        !self.draining.get() && !self.conn.is_closed()
+    }
+
+    fn open_streams(&self) -> usize {
+        self.conn.open_streams()
+    }
+
+    fn driver_turn(&self) -> u64 {
+        self.conn.driver_turn()
     }
 }
 

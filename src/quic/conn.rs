@@ -282,6 +282,11 @@ impl Connection {
         &self.inner.shared
     }
 
+    /// Turns the connection's driver has begun so far.
+    pub fn driver_turn(&self) -> u64 {
+        self.shared().ep.wake.turns.get()
+    }
+
     pub fn remote_address(&self) -> SocketAddr {
         self.shared().state.borrow().conn.remote_address()
     }
