@@ -102,6 +102,7 @@ async fn register(
         worker: worker.index,
     };
     let tunnel_id = register.tunnel_id;
+    let connector_id = register.connector_id;
     // The control plane being gone (the edge is stopping) is one more refusal the
     // connector may retry.
     let shutting_down = || Refusal {
@@ -144,6 +145,7 @@ async fn register(
     let _ = send.finish();
     let tunnel_conn = Rc::new(TunnelConn {
         id: registration.connection_id,
+        connector: connector_id,
         conn: conn.clone(),
         draining: Cell::new(false),
     });

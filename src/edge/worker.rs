@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -37,6 +38,8 @@ pub enum WorkerMsg {
 /// A registered tunnel connection owned by this worker.
 pub struct TunnelConn {
     pub id: Uuid,
+    /// The connector process (replica) that made the connection.
+    pub connector: Uuid,
     pub conn: Connection,
     /// Set when the connector unregistered: no new streams go here.
     pub draining: Cell<bool>,
@@ -145,7 +148,7 @@ impl Worker {
     pub fn pick(&self, tunnel: Uuid, skip: Option<Uuid>) -> Option<Rc<TunnelConn>> {
         let tunnels = self.tunnels.borrow();
         let conns = tunnels.get(&tunnel)?;
-        self.picker.pick(conns, skip).cloned()
+        self.picker.pick(conns, skip, Instant::now).cloned()
     }
 }
 
@@ -162,8 +165,12 @@ impl Candidate for Rc<TunnelConn> {
         self.conn.open_streams()
     }
 
-    fn driver_turn(&self) -> u64 {
-        self.conn.driver_turn()
+    fn connector(&self) -> Uuid {
+        self.connector
+    }
+
+    fn last_heard(&self) -> Instant {
+        self.conn.last_heard()
     }
 }
 

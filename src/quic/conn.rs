@@ -41,6 +41,8 @@ pub(super) struct ConnShared {
     pub(super) generation: u64,
     /// Whether the connection is in the driver's work list already.
     pub(super) queued: Cell<bool>,
+    /// When the driver last handed the connection a datagram from its peer.
+    pub(super) heard: Cell<Instant>,
     pub(super) state: RefCell<ConnState>,
 }
 
@@ -91,6 +93,7 @@ impl ConnShared {
             handle,
             generation,
             queued: Cell::new(false),
+            heard: Cell::new(Instant::now()),
             state: RefCell::new(ConnState {
                 conn,
                 error: None,
@@ -282,9 +285,10 @@ impl Connection {
         &self.inner.shared
     }
 
-    /// Turns the connection's driver has begun so far.
-    pub fn driver_turn(&self) -> u64 {
-        self.shared().ep.wake.turns.get()
+    /// When a datagram from the peer last arrived on this connection (as the driver's turn
+    /// that received it saw the time).
+    pub fn last_heard(&self) -> Instant {
+        self.shared().heard.get()
     }
 
     pub fn remote_address(&self) -> SocketAddr {

@@ -139,8 +139,6 @@ pub(super) struct DriverWake {
     notified: Cell<bool>,
     waker: Cell<Option<Waker>>,
     dirty: RefCell<Vec<Rc<ConnShared>>>,
-    /// Turns the driver has begun.
-    pub(super) turns: Cell<u64>,
     /// The driver has ended; queueing would only keep connections alive.
     pub(super) stopped: Cell<bool>,
 }
@@ -151,7 +149,6 @@ impl DriverWake {
             notified: Cell::new(false),
             waker: Cell::new(None),
             dirty: RefCell::new(Vec::new()),
-            turns: Cell::new(0),
             stopped: Cell::new(false),
         }
     }
@@ -175,7 +172,6 @@ impl DriverWake {
     /// Starts a turn: later notifications call for another one.
     pub(super) fn begin_turn(&self) {
         self.notified.set(false);
-        self.turns.set(self.turns.get().wrapping_add(1));
     }
 
     pub(super) fn is_notified(&self) -> bool {

@@ -203,6 +203,7 @@ impl Driver {
         match event {
             Some(DatagramEvent::ConnectionEvent(handle, event)) => {
                 if let Some(conn) = ep.conn(handle.0) {
+                    conn.heard.set(now);
                     conn.state.borrow_mut().conn.handle_event(event);
                     shared.wake.enqueue(conn);
                 }
