@@ -55,8 +55,8 @@ pub struct Picker {
 }
 
 impl Picker {
-    /// The connection of `conns` (one tunnel's, on this worker) for a new request; `skip`
-    /// excludes one that just failed.
+    /// The connection of `conns` (one tunnel's, on this worker) for a new request at `now`;
+    /// `skip` excludes one that just failed.
     ///
     /// The work is quadratic in the tunnel's connections on this worker (a replica's load
     /// is summed for each), which stays small: a few per replica.
@@ -64,7 +64,7 @@ impl Picker {
         &self,
         conns: &'c [C],
         skip: Option<Uuid>,
-        now: impl FnOnce() -> Instant,
+        now: Instant,
     ) -> Option<&'c C> {
         let usable = |c: &&C| c.usable() && Some(c.id()) != skip;
         let replica_load = |connector: Uuid| -> usize {
@@ -85,7 +85,6 @@ impl Picker {
 
         let replica = least.connector();
         let limit = least.open_streams() + BATCH_SLACK;
-        let now = now();
         let first = conns.iter().filter(usable).find(|c| {
             c.connector() == replica
                 && c.open_streams() <= limit
@@ -147,9 +146,16 @@ mod tests {
     /// Picks, counts the new stream on the chosen connection, and returns its index.
     fn pick(picker: &Picker, conns: &[Conn], skip: Option<usize>) -> Option<usize> {
         let skip = skip.map(|i| conns[i].id);
-        let chosen = picker.pick(conns, skip, || *START)?;
+        let chosen = picker.pick(conns, skip, *START)?;
         chosen.open.set(chosen.open.get() + 1);
         conns.iter().position(|c| c.id == chosen.id)
+    }
+
+    /// `times` requests that all stay open.
+    fn pick_times(picker: &Picker, conns: &[Conn], times: usize) {
+        for _ in 0..times {
+            pick(picker, conns, None).unwrap();
+        }
     }
 
     #[test]
@@ -171,9 +177,7 @@ mod tests {
         let picker = Picker::default();
         // Replica 0 has connections 0 and 1, replica 1 has 2 and 3.
         let conns = conns(&[0, 0, 0, 0], &[0, 0, 1, 1]);
-        for _ in 0..20 {
-            pick(&picker, &conns, None).unwrap();
-        }
+        pick_times(&picker, &conns, 20);
         let open: Vec<usize> = conns.iter().map(|c| c.open.get()).collect();
         assert_eq!(open, [10, 0, 10, 0]);
     }
@@ -221,9 +225,7 @@ mod tests {
         let picker = Picker::default();
         // Two replicas of two connections each, 30 closed-loop clients in flight.
         let conns = conns(&[0, 0, 0, 0], &[0, 0, 1, 1]);
-        for _ in 0..30 {
-            pick(&picker, &conns, None).unwrap();
-        }
+        pick_times(&picker, &conns, 30);
         let stranded = conns[0].open.get() + conns[1].open.get();
         assert_eq!(stranded, 15);
         // Replica 0 is killed: its streams never end and it goes silent. Replica 1 answers

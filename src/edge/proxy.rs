@@ -338,7 +338,9 @@ fn prepare(
     let Some(tunnel) = snapshot.tunnel_for_host(host) else {
         return Prepared::Refused(ProxyError::UnknownHost(host.to_owned()));
     };
-    let Some(conn) = worker.pick(tunnel, None) else {
+    // Read once: the picker compares it with when connections last heard from their peers.
+    let started = Instant::now();
+    let Some(conn) = worker.pick(tunnel, None, started) else {
         let others = snapshot.workers_with_connections(tunnel) & !(1u64 << worker.index);
         if may_handoff && others != 0 {
             return Prepared::Handoff(others.trailing_zeros() as usize);
@@ -391,7 +393,7 @@ fn prepare(
         is_head: head.method == "HEAD",
         upgrade,
         resendable: may_resend(head.method, body, upgrade),
-        started: Instant::now(),
+        started,
     })
 }
 
@@ -485,7 +487,7 @@ async fn proxy_one<S: ClientStream>(
         };
 
         let next = resend_after_loss(request.resendable, sends)
-            .then(|| worker.pick(request.tunnel, Some(used.id)))
+            .then(|| worker.pick(request.tunnel, Some(used.id), Instant::now()))
             .flatten();
         let Some(next) = next else {
             return Outcome::Failed(ProxyError::Tunnel(lost.to_string()));
@@ -671,7 +673,7 @@ async fn open_stream(
             Err(_) => format!("no stream became free within {OPEN_TIMEOUT:?}"),
         };
         tracing::debug!(connection = %conn.id, "cannot open stream: {err}");
-        match worker.pick(tunnel, Some(conn.id)) {
+        match worker.pick(tunnel, Some(conn.id), Instant::now()) {
             Some(other) if attempt < OPEN_ATTEMPTS => conn = other,
             _ => return Err(ProxyError::Tunnel(err)),
         }

@@ -140,15 +140,15 @@ impl Worker {
     }
 
     /// A live connection of `tunnel` to open a stream on ([`super::pick`]); `skip`
-    /// excludes one that just failed.
+    /// excludes one that just failed, `now` is the time of the pick.
     ///
     /// A lost connection stays in the table until its task removes it, but `is_closed`
     /// holds from the moment it failed, before any request waiting on it wakes: a request
     /// sent again after the loss never lands on the same connection.
-    pub fn pick(&self, tunnel: Uuid, skip: Option<Uuid>) -> Option<Rc<TunnelConn>> {
+    pub fn pick(&self, tunnel: Uuid, skip: Option<Uuid>, now: Instant) -> Option<Rc<TunnelConn>> {
         let tunnels = self.tunnels.borrow();
         let conns = tunnels.get(&tunnel)?;
-        self.picker.pick(conns, skip, Instant::now).cloned()
+        self.picker.pick(conns, skip, now).cloned()
     }
 }
 
