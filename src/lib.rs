@@ -35,7 +35,8 @@
 //!   certificates chosen by SNI), the tunnel listener, the proxy that turns one client
 //!   request into one tunnel stream, and the choice of the tunnel connection for each
 //!   request ([`edge::pick`]: the least loaded replica, and inside it one connection while
-//!   it stays fresh and within a slack, so that requests share datagrams).
+//!   it stays fresh and within a slack, so that requests share datagrams; never one whose
+//!   sent requests went unanswered while another connection answers).
 //! - [`connector`]: the YAML config and ingress rules, the outbound QUIC connections with
 //!   reconnect and backoff, and the origin proxy with its keep-alive pools and TLS to
 //!   `https://` and `unix+tls:` origins, the relay of `tcp://` services, and the drain on

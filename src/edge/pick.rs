@@ -17,6 +17,14 @@
 //! connections (`adit bench small-get`, seven alternating rounds): a median of 46.2k
 //! against 40.8k requests/s and 24.3 against 28.1 us of edge and connector CPU per request.
 //!
+//! A connection whose sent requests went unanswered for longer than a live peer takes to
+//! acknowledge them ([`crate::quic::Connection::stalled`]: 50 ms plus four round trips) takes
+//! no new request while another connection of the tunnel is not stalled, whatever its
+//! replica and load: its peer died or its path black-holes packets, and the QUIC idle
+//! timeout would only close it seconds later. A single connection black-holed under a
+//! closed-loop load otherwise kept drawing half of its replica's requests, as the least
+//! loaded of the replica, until that timeout.
+//!
 //! An earlier version batched every request of a QUIC driver turn onto one connection,
 //! whatever its replica, for the same gain. A fresh tester then killed one of two replicas
 //! under closed-loop load: 19-32 of 30 clients stayed stuck for the 5 s idle timeout,
@@ -45,6 +53,8 @@ pub trait Candidate {
     fn open_streams(&self) -> usize;
     /// When a datagram from the peer last arrived.
     fn last_heard(&self) -> Instant;
+    /// Sent requests went unanswered for longer than a live peer takes to acknowledge them.
+    fn stalled(&self, now: Instant) -> bool;
 }
 
 /// One worker's picking state; it allocates nothing.
@@ -66,7 +76,10 @@ impl Picker {
         skip: Option<Uuid>,
         now: Instant,
     ) -> Option<&'c C> {
-        let usable = |c: &&C| c.usable() && Some(c.id()) != skip;
+        let open = |c: &&C| c.usable() && Some(c.id()) != skip;
+        // Stalled connections only when nothing else is left.
+        let answering = conns.iter().filter(open).any(|c| !c.stalled(now));
+        let usable = |c: &&C| open(c) && !(answering && c.stalled(now));
         let replica_load = |connector: Uuid| -> usize {
             conns
                 .iter()
@@ -104,6 +117,7 @@ mod tests {
         usable: bool,
         open: Cell<usize>,
         heard: Cell<Instant>,
+        stalled: Cell<bool>,
     }
 
     impl Candidate for Conn {
@@ -122,6 +136,9 @@ mod tests {
         fn last_heard(&self) -> Instant {
             self.heard.get()
         }
+        fn stalled(&self, _now: Instant) -> bool {
+            self.stalled.get()
+        }
     }
 
     /// The test clock: every connection heard from its peer at `START` unless a test says
@@ -139,6 +156,7 @@ mod tests {
                 usable: true,
                 open: Cell::new(open),
                 heard: Cell::new(*START),
+                stalled: Cell::new(false),
             })
             .collect()
     }
@@ -239,5 +257,29 @@ mod tests {
             assert!(chosen >= 2, "a request went to the killed replica");
         }
         assert_eq!(conns[0].open.get() + conns[1].open.get(), stranded);
+    }
+
+    #[test]
+    fn a_stalled_connection_takes_requests_only_when_every_other_is_stalled_too() {
+        let picker = Picker::default();
+        // One replica of two connections; the first, in flight with 15 requests, goes
+        // unanswered while the other, idle, has not been heard from for a second either.
+        let one = conns(&[15, 0], &[0, 0]);
+        one[0].heard.set(*START - Duration::from_secs(1));
+        one[1].heard.set(*START - Duration::from_secs(1));
+        one[0].stalled.set(true);
+        pick_times(&picker, &one, 40);
+        assert_eq!((one[0].open.get(), one[1].open.get()), (15, 40));
+        // The same with the stalled connection idle and in another replica.
+        let conns = conns(&[0, 5], &[0, 1]);
+        conns[0].stalled.set(true);
+        pick_times(&picker, &conns, 10);
+        assert_eq!((conns[0].open.get(), conns[1].open.get()), (0, 15));
+        // With every connection stalled, the least loaded takes the request as before.
+        conns[1].stalled.set(true);
+        assert_eq!(pick(&picker, &conns, None), Some(0));
+        // A skipped connection stays skipped even when it alone is not stalled.
+        conns[1].stalled.set(false);
+        assert_eq!(pick(&picker, &conns, Some(1)), Some(0));
     }
 }

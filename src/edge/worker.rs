@@ -172,6 +172,10 @@ impl Candidate for Rc<TunnelConn> {
     fn last_heard(&self) -> Instant {
         self.conn.last_heard()
     }
+
+    fn stalled(&self, now: Instant) -> bool {
+        self.conn.stalled(now)
+    }
 }
 
 /// Handles what other threads send this worker until every sender is gone.

@@ -20,6 +20,11 @@ use quinn_proto::{ConnectionError, ConnectionHandle, Dir, StreamEvent, StreamId,
 use super::driver::{EpShared, QuicError};
 use super::stream::{RecvStream, SendStream};
 
+/// How long past four round trips sent stream data may go unanswered before the connection
+/// counts as stalled: twice the longest a peer delays its acknowledgement (quinn's default
+/// of 25 ms), so that one doing so is not taken for a dead one.
+pub const STALL_AFTER: Duration = Duration::from_millis(50);
+
 /// Path figures of one connection, for `tunnel info` and metrics.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ConnectionStats {
@@ -43,6 +48,11 @@ pub(super) struct ConnShared {
     pub(super) queued: Cell<bool>,
     /// When the driver last handed the connection a datagram from its peer.
     pub(super) heard: Cell<Instant>,
+    /// When this side first gave quinn stream data or an end to send since the peer was last
+    /// heard from; cleared by the next datagram from the peer.
+    pub(super) unanswered: Cell<Option<Instant>>,
+    /// The connection's smoothed round-trip time, as of the driver's last look at it.
+    pub(super) rtt: Cell<Duration>,
     pub(super) state: RefCell<ConnState>,
 }
 
@@ -94,6 +104,8 @@ impl ConnShared {
             generation,
             queued: Cell::new(false),
             heard: Cell::new(Instant::now()),
+            unanswered: Cell::new(None),
+            rtt: Cell::new(Duration::ZERO),
             state: RefCell::new(ConnState {
                 conn,
                 error: None,
@@ -115,6 +127,15 @@ impl ConnShared {
     pub(super) fn touch(self: &Rc<Self>) {
         self.ep.wake.enqueue(self);
         self.ep.wake.notify();
+    }
+
+    /// As [`ConnShared::touch`], for a change that puts stream data or a stream's end on the
+    /// wire, which the peer acknowledges within its round trip and ack delay.
+    pub(super) fn touch_sending(self: &Rc<Self>) {
+        if self.unanswered.get().is_none() {
+            self.unanswered.set(Some(Instant::now()));
+        }
+        self.touch();
     }
 
     /// Closes the connection (quinn sends CONNECTION_CLOSE) and fails every waiter.
@@ -289,6 +310,18 @@ impl Connection {
     /// that received it saw the time).
     pub fn last_heard(&self) -> Instant {
         self.shared().heard.get()
+    }
+
+    /// Whether stream data or a stream end this side sent has gone unanswered for longer
+    /// than a live peer takes to acknowledge it: [`STALL_AFTER`] plus four round trips. A
+    /// peer that died or whose path black-holes packets shows it within that time, long
+    /// before the idle timeout closes the connection; a peer that merely has nothing to say
+    /// does not, as it acknowledges what it receives.
+    pub fn stalled(&self, now: Instant) -> bool {
+        let shared = self.shared();
+        shared.unanswered.get().is_some_and(|since| {
+            now.saturating_duration_since(since) > STALL_AFTER + 4 * shared.rtt.get()
+        })
     }
 
     pub fn remote_address(&self) -> SocketAddr {

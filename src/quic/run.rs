@@ -227,6 +227,7 @@ impl Driver {
             Some(DatagramEvent::ConnectionEvent(handle, event)) => {
                 if let Some(conn) = ep.conn(handle.0) {
                     conn.heard.set(now);
+                    conn.unanswered.set(None);
                     conn.state.borrow_mut().conn.handle_event(event);
                     shared.wake.enqueue(conn);
                 }
@@ -376,6 +377,7 @@ impl Driver {
                 state.conn.handle_event(event);
             }
         }
+        conn.rtt.set(state.conn.rtt());
         let mut connected = false;
         while let Some(event) = state.conn.poll() {
             connected |= state.on_event(event, &mut self.wakers);

@@ -87,7 +87,7 @@ impl SendStream {
         drop(state);
 
         if wrote {
-            shared.touch();
+            shared.touch_sending();
         }
         result
     }
@@ -106,7 +106,7 @@ impl SendStream {
                 self.done = true;
                 state.half_done(self.id, Half::Send);
                 drop(state);
-                shared.touch();
+                shared.touch_sending();
                 Ok(())
             }
             Err(FinishError::Stopped(code)) => {

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::config::idle_timeout;
+use super::conn::STALL_AFTER;
 use super::{
     client_config, server_config, Connection, Endpoint, QuicError, RecvStream, SendStream,
     StreamError,
@@ -423,6 +425,91 @@ fn closing_the_connection_wakes_the_peer_waiters() {
             )
             .await;
         assert!(matches!(late, Err(QuicError::EndpointClosed)));
+    });
+}
+
+/// A loopback UDP relay between one client and `server` that drops every datagram while
+/// `cut` is set; it stops once `stop` is set, or after 10 s at most.
+fn relay(
+    server: SocketAddr,
+    cut: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) -> (SocketAddr, std::thread::JoinHandle<()>) {
+    let socket = loopback();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let addr = socket.local_addr().unwrap();
+    let thread = std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(10);
+        let mut client = None;
+        let mut buf = vec![0u8; 65536];
+        while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+            let Ok((len, from)) = socket.recv_from(&mut buf) else {
+                continue;
+            };
+            let to = if from == server {
+                client
+            } else {
+                client = Some(from);
+                Some(server)
+            };
+            if let (Some(to), false) = (to, cut.load(Ordering::Relaxed)) {
+                let _ = socket.send_to(&buf[..len], to);
+            }
+        }
+    });
+    (addr, thread)
+}
+
+#[test]
+fn unanswered_stream_data_marks_a_black_holed_connection_stalled() {
+    let pki = pki();
+    run(Duration::from_secs(10), || async {
+        let config = server_config(pki.chain.clone(), pki.key.clone_key()).unwrap();
+        let server = Endpoint::new(loopback(), Some(config)).unwrap();
+        let client = Endpoint::new(loopback(), None).unwrap();
+        let (cut, stop) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (via, relaying) = relay(server.local_addr(), cut.clone(), stop.clone());
+        let acceptor = server.clone();
+        monoio::spawn(async move { serve_echo(acceptor.accept().await.unwrap()) });
+        let config = client_config(&pki.ca_pem).unwrap();
+        let conn = client.connect(config, via, EDGE_SERVER_NAME).await.unwrap();
+
+        // A live peer answers: echoed data leaves nothing unanswered.
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        send.write(Bytes::from_static(b"ping")).await.unwrap();
+        send.finish().unwrap();
+        assert_eq!(read_all(&mut recv).await.unwrap(), b"ping");
+        let later = Instant::now() + Duration::from_secs(1);
+        assert!(!conn.stalled(later));
+        // Whatever else the handshake left in flight arrives before the cut.
+        monoio::time::sleep(Duration::from_millis(50)).await;
+
+        // Black-holed, data sent goes unanswered: not stalled within the allowance, stalled
+        // past it.
+        cut.store(true, Ordering::Relaxed);
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let sent = Instant::now();
+        send.write(Bytes::from_static(b"lost")).await.unwrap();
+        send.finish().unwrap();
+        assert!(!conn.stalled(sent + STALL_AFTER - Duration::from_millis(1)));
+        monoio::time::sleep(STALL_AFTER + Duration::from_millis(250)).await;
+        assert!(conn.stalled(Instant::now()));
+        assert!(!conn.is_closed());
+
+        // The path comes back: quinn's retransmission is answered and the stall ends.
+        cut.store(false, Ordering::Relaxed);
+        assert_eq!(read_all(&mut recv).await.unwrap(), b"lost");
+        assert!(!conn.stalled(Instant::now()));
+
+        stop.store(true, Ordering::Relaxed);
+        relaying.join().unwrap();
+        client.close(0, b"");
+        server.close(0, b"");
     });
 }
 
