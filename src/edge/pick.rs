@@ -8,22 +8,30 @@
 //!
 //! Inside the chosen replica the request goes to its first connection (in the order they
 //! registered) that holds at most [`BATCH_SLACK`] streams more than its least loaded one and
-//! heard from its peer in the last [`BATCH_FRESH`]; if none does, to the least loaded. So
-//! the requests that reach a replica together leave in one datagram where spreading them
-//! over its connections would cost a datagram, its protection and its acknowledgement per
-//! connection. Spreading inside a replica isolates nothing: its connections share one
-//! process. The freshness keeps requests off a connection that went silent while the rest
-//! of its replica lives. Measured side by side on one worker with one replica of two
-//! connections (`adit bench small-get`, seven alternating rounds): a median of 46.2k
-//! against 40.8k requests/s and 24.3 against 28.1 us of edge and connector CPU per request.
+//! heard from its peer in the last [`BATCH_FRESH`]. So the requests that reach a replica
+//! together leave in one datagram where spreading them over its connections would cost a
+//! datagram, its protection and its acknowledgement per connection. Spreading inside a
+//! replica isolates nothing: its connections share one process. Measured side by side on
+//! one worker with one replica of two connections (`adit bench small-get`, seven
+//! alternating rounds): a median of 46.2k against 40.8k requests/s and 24.3 against 28.1 us
+//! of edge and connector CPU per request.
+//!
+//! When none is fresh (the connector was busy for a moment, or traffic is light), the
+//! request goes to the least loaded of the replica's connections within the slack that owe
+//! no answer (nothing sent on them since the peer was last heard from), else to the one of
+//! them heard from most recently. A connection whose peer died or whose path drops packets
+//! looks like a live one until it fails to answer, and an idle one like any idle one; this
+//! way an idle connection gets one request and then, owing the answer and silent for longer
+//! than the busy one, no more until it answers. A fresh tester black-holed one connection
+//! of a replica (an nft rule on its UDP port) under closed-loop load: with the least loaded
+//! as the fallback, an idle dead connection drew requests until it held as many as the live
+//! one, half of the replica's 30 clients, stuck until the QUIC idle timeout.
 //!
 //! A connection whose sent requests went unanswered for longer than a live peer takes to
 //! acknowledge them ([`crate::quic::Connection::stalled`]: 50 ms plus four round trips) takes
 //! no new request while another connection of the tunnel is not stalled, whatever its
 //! replica and load: its peer died or its path black-holes packets, and the QUIC idle
-//! timeout would only close it seconds later. A single connection black-holed under a
-//! closed-loop load otherwise kept drawing half of its replica's requests, as the least
-//! loaded of the replica, until that timeout.
+//! timeout (5 s) closes it, and sends its requests again elsewhere, only later.
 //!
 //! An earlier version batched every request of a QUIC driver turn onto one connection,
 //! whatever its replica, for the same gain. A fresh tester then killed one of two replicas
@@ -53,6 +61,8 @@ pub trait Candidate {
     fn open_streams(&self) -> usize;
     /// When a datagram from the peer last arrived.
     fn last_heard(&self) -> Instant;
+    /// Something sent on it has not been answered yet: nothing arrived from the peer since.
+    fn awaiting_answer(&self) -> bool;
     /// Sent requests went unanswered for longer than a live peer takes to acknowledge them.
     fn stalled(&self, now: Instant) -> bool;
 }
@@ -98,12 +108,27 @@ impl Picker {
 
         let replica = least.connector();
         let limit = least.open_streams() + BATCH_SLACK;
-        let first = conns.iter().filter(usable).find(|c| {
-            c.connector() == replica
-                && c.open_streams() <= limit
-                && now.saturating_duration_since(c.last_heard()) <= BATCH_FRESH
-        });
-        Some(first.unwrap_or(least))
+        let in_slack = |c: &&C| c.connector() == replica && c.open_streams() <= limit;
+        let silence = |c: &C| now.saturating_duration_since(c.last_heard());
+        let first = conns
+            .iter()
+            .filter(usable)
+            .filter(in_slack)
+            .find(|c| silence(c) <= BATCH_FRESH);
+        if first.is_some() {
+            return first;
+        }
+        // None fresh: the least loaded of those that owe no answer, else the one of those
+        // that do that was heard from last.
+        let fallback = (0..count)
+            .map(|i| &conns[(rotation + i) % count])
+            .filter(usable)
+            .filter(in_slack)
+            .min_by_key(|c| match c.awaiting_answer() {
+                false => (false, Duration::ZERO, c.open_streams()),
+                true => (true, silence(c), 0),
+            });
+        Some(fallback.unwrap_or(least))
     }
 }
 
@@ -118,6 +143,7 @@ mod tests {
         open: Cell<usize>,
         heard: Cell<Instant>,
         stalled: Cell<bool>,
+        awaiting: Cell<bool>,
     }
 
     impl Candidate for Conn {
@@ -135,6 +161,9 @@ mod tests {
         }
         fn last_heard(&self) -> Instant {
             self.heard.get()
+        }
+        fn awaiting_answer(&self) -> bool {
+            self.awaiting.get()
         }
         fn stalled(&self, _now: Instant) -> bool {
             self.stalled.get()
@@ -157,6 +186,7 @@ mod tests {
                 open: Cell::new(open),
                 heard: Cell::new(*START),
                 stalled: Cell::new(false),
+                awaiting: Cell::new(false),
             })
             .collect()
     }
@@ -281,5 +311,42 @@ mod tests {
         // A skipped connection stays skipped even when it alone is not stalled.
         conns[1].stalled.set(false);
         assert_eq!(pick(&picker, &conns, Some(1)), Some(0));
+    }
+
+    #[test]
+    fn a_dead_idle_connection_gets_one_request_when_the_busy_one_is_late() {
+        let picker = Picker::default();
+        // One replica: the busy connection holds 15 requests and was last heard from 3 ms
+        // ago; the idle one, last heard at a keep-alive 500 ms ago, died unnoticed.
+        let conns = conns(&[15, 0], &[0, 0]);
+        conns[0].heard.set(*START - Duration::from_millis(3));
+        conns[0].awaiting.set(true);
+        conns[1].heard.set(*START - Duration::from_millis(500));
+        assert_eq!(pick(&picker, &conns, None), Some(1));
+        // Sending it that request left it owing an answer, silent for longer than the busy
+        // one, which takes the next requests.
+        conns[1].awaiting.set(true);
+        pick_times(&picker, &conns, 15);
+        assert_eq!((conns[0].open.get(), conns[1].open.get()), (30, 1));
+    }
+
+    #[test]
+    fn a_late_busy_connection_hands_requests_to_an_idle_one_once_it_answers() {
+        let picker = Picker::default();
+        // The busy connection died with 15 requests, last heard from 3 ms ago; the idle one
+        // lives and was last heard at a keep-alive 500 ms ago.
+        let conns = conns(&[15, 0], &[0, 0]);
+        conns[0].heard.set(*START - Duration::from_millis(3));
+        conns[0].awaiting.set(true);
+        conns[1].heard.set(*START - Duration::from_millis(500));
+        assert_eq!(pick(&picker, &conns, None), Some(1));
+        // Until its answer arrives the dead one, heard from more recently, takes requests.
+        conns[1].awaiting.set(true);
+        assert_eq!(pick(&picker, &conns, None), Some(0));
+        // Once it answered it is fresh and takes the rest.
+        conns[1].heard.set(*START);
+        conns[1].awaiting.set(false);
+        pick_times(&picker, &conns, 10);
+        assert_eq!((conns[0].open.get(), conns[1].open.get()), (16, 11));
     }
 }

@@ -173,6 +173,10 @@ impl Candidate for Rc<TunnelConn> {
         self.conn.last_heard()
     }
 
+    fn awaiting_answer(&self) -> bool {
+        self.conn.awaiting_answer()
+    }
+
     fn stalled(&self, now: Instant) -> bool {
         self.conn.stalled(now)
     }

@@ -312,6 +312,12 @@ impl Connection {
         self.shared().heard.get()
     }
 
+    /// Whether stream data or a stream end this side sent awaits an answer: nothing arrived
+    /// from the peer since.
+    pub fn awaiting_answer(&self) -> bool {
+        self.shared().unanswered.get().is_some()
+    }
+
     /// Whether stream data or a stream end this side sent has gone unanswered for longer
     /// than a live peer takes to acknowledge it: [`STALL_AFTER`] plus four round trips. A
     /// peer that died or whose path black-holes packets shows it within that time, long

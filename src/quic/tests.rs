@@ -485,6 +485,7 @@ fn unanswered_stream_data_marks_a_black_holed_connection_stalled() {
         send.finish().unwrap();
         assert_eq!(read_all(&mut recv).await.unwrap(), b"ping");
         let later = Instant::now() + Duration::from_secs(1);
+        assert!(!conn.awaiting_answer());
         assert!(!conn.stalled(later));
         // Whatever else the handshake left in flight arrives before the cut.
         monoio::time::sleep(Duration::from_millis(50)).await;
@@ -496,6 +497,7 @@ fn unanswered_stream_data_marks_a_black_holed_connection_stalled() {
         let sent = Instant::now();
         send.write(Bytes::from_static(b"lost")).await.unwrap();
         send.finish().unwrap();
+        assert!(conn.awaiting_answer());
         assert!(!conn.stalled(sent + STALL_AFTER - Duration::from_millis(1)));
         monoio::time::sleep(STALL_AFTER + Duration::from_millis(250)).await;
         assert!(conn.stalled(Instant::now()));
