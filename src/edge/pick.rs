@@ -10,11 +10,16 @@
 //! registered) that holds at most [`BATCH_SLACK`] streams more than its least loaded one and
 //! heard from its peer in the last [`BATCH_FRESH`]. So the requests that reach a replica
 //! together leave in one datagram where spreading them over its connections would cost a
-//! datagram, its protection and its acknowledgement per connection. Spreading inside a
-//! replica isolates nothing: its connections share one process. Measured side by side on
-//! one worker with one replica of two connections (`adit bench small-get`, seven
+//! datagram, its protection and its acknowledgement per connection. Measured side by side
+//! on one worker with one replica of two connections (`adit bench small-get`, seven
 //! alternating rounds): a median of 46.2k against 40.8k requests/s and 24.3 against 28.1 us
-//! of edge and connector CPU per request.
+//! of edge and connector CPU per request. Spreading inside a replica would isolate nothing
+//! from a failing process, whose connections all die with it; it would halve what a failing
+//! path strands (one connection black-holed while its replica lives): in a tester's runs
+//! with 30 closed-loop clients on one replica, all 30 waited for the idle timeout when the
+//! batching connection's path died (15-30 in an earlier build's runs, as the second
+//! connection sometimes held some), where spreading evenly would strand about 15. That is
+//! the price of the batching.
 //!
 //! When none is fresh (the connector was busy for a moment, or traffic is light), the
 //! request goes to the least loaded of the replica's connections within the slack that owe
