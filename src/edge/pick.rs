@@ -318,16 +318,23 @@ mod tests {
         assert_eq!(pick(&picker, &conns, Some(1)), Some(0));
     }
 
-    #[test]
-    fn a_dead_idle_connection_gets_one_request_when_the_busy_one_is_late() {
-        let picker = Picker::default();
-        // One replica: the busy connection holds 15 requests and was last heard from 3 ms
-        // ago; the idle one, last heard at a keep-alive 500 ms ago, died unnoticed.
+    /// One replica of two connections, neither fresh: the busy one holds 15 requests, owes
+    /// answers and was last heard from 3 ms ago; the idle one was last heard from at a
+    /// keep-alive 500 ms ago. Returns them after the first pick, which the idle one takes.
+    fn busy_one_late(picker: &Picker) -> Vec<Conn> {
         let conns = conns(&[15, 0], &[0, 0]);
         conns[0].heard.set(*START - Duration::from_millis(3));
         conns[0].awaiting.set(true);
         conns[1].heard.set(*START - Duration::from_millis(500));
-        assert_eq!(pick(&picker, &conns, None), Some(1));
+        assert_eq!(pick(picker, &conns, None), Some(1));
+        conns
+    }
+
+    #[test]
+    fn a_dead_idle_connection_gets_one_request_when_the_busy_one_is_late() {
+        let picker = Picker::default();
+        // The idle connection died unnoticed.
+        let conns = busy_one_late(&picker);
         // Sending it that request left it owing an answer, silent for longer than the busy
         // one, which takes the next requests.
         conns[1].awaiting.set(true);
@@ -338,13 +345,8 @@ mod tests {
     #[test]
     fn a_late_busy_connection_hands_requests_to_an_idle_one_once_it_answers() {
         let picker = Picker::default();
-        // The busy connection died with 15 requests, last heard from 3 ms ago; the idle one
-        // lives and was last heard at a keep-alive 500 ms ago.
-        let conns = conns(&[15, 0], &[0, 0]);
-        conns[0].heard.set(*START - Duration::from_millis(3));
-        conns[0].awaiting.set(true);
-        conns[1].heard.set(*START - Duration::from_millis(500));
-        assert_eq!(pick(&picker, &conns, None), Some(1));
+        // The busy connection died with its 15 requests; the idle one lives.
+        let conns = busy_one_late(&picker);
         // Until its answer arrives the dead one, heard from more recently, takes requests.
         conns[1].awaiting.set(true);
         assert_eq!(pick(&picker, &conns, None), Some(0));
