@@ -105,9 +105,9 @@ impl Picker {
         };
         let rotation = self.rotation.get();
         self.rotation.set(rotation.wrapping_add(1));
-        let count = conns.len();
-        let least = (0..count)
-            .map(|i| &conns[(rotation + i) % count])
+        // The connections starting at this pick's turn, so that ties rotate.
+        let rotated = || (0..conns.len()).map(|i| &conns[(rotation + i) % conns.len()]);
+        let least = rotated()
             .filter(usable)
             .min_by_key(|c| (replica_load(c.connector()), c.open_streams()))?;
 
@@ -125,14 +125,14 @@ impl Picker {
         }
         // None fresh: the least loaded of those that owe no answer, else the one of those
         // that do that was heard from last.
-        let fallback = (0..count)
-            .map(|i| &conns[(rotation + i) % count])
-            .filter(usable)
-            .filter(in_slack)
-            .min_by_key(|c| match c.awaiting_answer() {
-                false => (false, Duration::ZERO, c.open_streams()),
-                true => (true, silence(c), 0),
-            });
+        let fallback =
+            rotated()
+                .filter(usable)
+                .filter(in_slack)
+                .min_by_key(|c| match c.awaiting_answer() {
+                    false => (false, Duration::ZERO, c.open_streams()),
+                    true => (true, silence(c), 0),
+                });
         Some(fallback.unwrap_or(least))
     }
 }

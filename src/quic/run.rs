@@ -99,13 +99,11 @@ impl Driver {
             self.shared.wake.begin_turn();
             let now = Instant::now();
             if armed {
-                match poll_fn(|cx| Poll::Ready(readable.as_mut().poll(cx))).await {
-                    Poll::Ready(Ok(())) => (armed, input) = (false, true),
-                    Poll::Ready(Err(error)) => {
-                        warn!(%error, "quic endpoint socket failed; stopping its driver");
+                let polled = poll_fn(|cx| Poll::Ready(readable.as_mut().poll(cx))).await;
+                if let Poll::Ready(result) = polled {
+                    if !fired(result, &mut armed, &mut input) {
                         break;
                     }
-                    Poll::Pending => {}
                 }
             }
             let mut busy = false;
@@ -150,13 +148,10 @@ impl Driver {
             })
             .await;
 
-            match woke {
-                Woke::Readable(Ok(())) => (armed, input) = (false, true),
-                Woke::Readable(Err(error)) => {
-                    warn!(%error, "quic endpoint socket failed; stopping its driver");
+            if let Woke::Readable(result) = woke {
+                if !fired(result, &mut armed, &mut input) {
                     break;
                 }
-                Woke::Notified | Woke::Timer => {}
             }
         }
         self.shutdown();
@@ -468,6 +463,17 @@ impl Driver {
         let local_addr = local_addr.map_or_else(|e| e.to_string(), |a| a.to_string());
         debug!(%local_addr, "quic endpoint stopped");
     }
+}
+
+/// Takes in a readiness wait that completed: the socket may hold datagrams, and the wait is
+/// armed again once a receive finds it empty. False when the socket failed.
+fn fired(result: io::Result<()>, armed: &mut bool, input: &mut bool) -> bool {
+    if let Err(error) = result {
+        warn!(%error, "quic endpoint socket failed; stopping its driver");
+        return false;
+    }
+    (*armed, *input) = (false, true);
+    true
 }
 
 /// Copies a received train into the receive block and splits it off.
