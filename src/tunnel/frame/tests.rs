@@ -357,3 +357,26 @@ fn garbage_never_panics() {
         }
     }
 }
+
+#[test]
+fn byte_classes_follow_their_definitions_for_every_byte() {
+    let tokens = b"!#$%&'*+-.^_`|~0123456789\
+        ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    for b in 0..=255u8 {
+        let one = [b];
+        assert_eq!(wire::is_token(&one), tokens.contains(&b), "token {b:#04x}");
+        let field = b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80;
+        assert_eq!(wire::is_field_value(&one), field, "field value {b:#04x}");
+        if let Ok(text) = std::str::from_utf8(&one) {
+            let visible = (0x21..0x7f).contains(&b);
+            assert_eq!(wire::is_visible(text), visible, "visible {b:#04x}");
+        }
+    }
+    assert!(!wire::is_token(b""));
+    assert!(wire::is_field_value(b""));
+    assert!(wire::is_token(b"X-Request-Id"));
+    assert!(!wire::is_token(b"X Request"));
+    assert!(!wire::is_field_value(b"a\r\nb"));
+    assert!(wire::is_visible("/caf\u{e9}?q=1"));
+    assert!(!wire::is_visible("/a b"));
+}
