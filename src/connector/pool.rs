@@ -1,7 +1,6 @@
 //! Connections to origins: dialing them, and the per-worker keep-alive pool.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -9,6 +8,7 @@ use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Split, Splitable};
 use monoio::net::{TcpStream, UnixStream};
 use monoio::BufResult;
+use rustc_hash::FxHashMap;
 
 use super::ingress::{OriginSettings, Service};
 use super::tls::{OriginTls, TlsStream};
@@ -272,7 +272,7 @@ pub async fn dial(
 /// Idle origin connections of one worker, per ingress rule.
 #[derive(Default)]
 pub struct Pool {
-    idle: RefCell<HashMap<usize, Vec<(OriginHalves, Instant)>>>,
+    idle: RefCell<FxHashMap<usize, Vec<(OriginHalves, Instant)>>>,
 }
 
 impl Pool {

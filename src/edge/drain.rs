@@ -16,12 +16,13 @@
 //! with the others once the drain is over.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
 
 use super::worker::WorkerMsg;
 use super::Edge;
@@ -38,7 +39,7 @@ pub const DUPLICATE_SIGNAL: Duration = Duration::from_millis(250);
 pub struct Stop {
     set: Cell<bool>,
     next_id: Cell<u64>,
-    waiters: RefCell<HashMap<u64, Waker>>,
+    waiters: RefCell<FxHashMap<u64, Waker>>,
 }
 
 impl Stop {

@@ -2,7 +2,6 @@
 //! inbox for messages from other threads.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -10,6 +9,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
+use rustc_hash::FxHashMap;
 use uuid::Uuid;
 
 use super::drain::{ClientCounts, Stop};
@@ -49,7 +49,7 @@ pub struct Worker {
     pub index: usize,
     pub limits: super::proxy::ClientLimits,
     snapshot: RefCell<Arc<Snapshot>>,
-    tunnels: RefCell<HashMap<Uuid, Vec<Rc<TunnelConn>>>>,
+    tunnels: RefCell<FxHashMap<Uuid, Vec<Rc<TunnelConn>>>>,
     pub control: crossbeam_channel::Sender<ControlMsg>,
     /// Every worker's inbox, this one's included, by index.
     pub inboxes: Vec<UnboundedSender<WorkerMsg>>,
@@ -79,7 +79,7 @@ impl Worker {
             index,
             limits,
             snapshot: RefCell::new(Arc::new(Snapshot::default())),
-            tunnels: RefCell::new(HashMap::new()),
+            tunnels: RefCell::new(FxHashMap::default()),
             control,
             inboxes,
             picker: Picker::default(),

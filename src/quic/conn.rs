@@ -7,7 +7,6 @@
 //! wake-ups. Nothing holds a borrow across an `.await`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -16,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use quinn_proto::{ConnectionError, ConnectionHandle, Dir, StreamEvent, StreamId, VarInt};
+use rustc_hash::FxHashMap;
 
 use super::driver::{EpShared, QuicError};
 use super::stream::{RecvStream, SendStream};
@@ -65,7 +65,7 @@ pub(super) struct ConnState {
     pub(super) removed: bool,
     /// The deadline this connection has in the driver's timer heap, if any.
     pub(super) timer: Option<Instant>,
-    pub(super) streams: HashMap<StreamId, StreamSlot>,
+    pub(super) streams: FxHashMap<StreamId, StreamSlot>,
     pub(super) open_streams: usize,
     pub(super) connect_waiter: Option<Waker>,
     pub(super) accept_waiters: Vec<Waker>,
@@ -112,7 +112,7 @@ impl ConnShared {
                 connected: false,
                 removed: false,
                 timer: None,
-                streams: HashMap::new(),
+                streams: FxHashMap::default(),
                 open_streams: 0,
                 connect_waiter: None,
                 accept_waiters: Vec::new(),
