@@ -32,6 +32,7 @@ pub use peer::PeerKind;
 pub use report::BenchReport;
 pub use scenario::{Load, Scenario, ScenarioError, Stop, TcpScenario};
 
+use procstat::CpuTicks;
 use report::{PathTally, ScenarioReport};
 use stack::Stack;
 
@@ -233,10 +234,10 @@ fn run_scenario(
                 }
             })?;
             let after = ticks(&route.processes);
-            let used: Vec<(String, u64)> = after
+            let used: Vec<(String, CpuTicks)> = after
                 .iter()
                 .zip(&before)
-                .map(|((role, a), (_, b))| (role.clone(), a.saturating_sub(*b)))
+                .map(|((role, a), (_, b))| (role.clone(), a.since(*b)))
                 .collect();
             let bytes = round.bytes_read + round.bytes_written;
             let elapsed = round.elapsed.as_secs_f64();
@@ -277,10 +278,13 @@ fn run_scenario(
     Ok(report)
 }
 
-fn ticks(processes: &[(String, u32)]) -> Vec<(String, u64)> {
+fn ticks(processes: &[(String, u32)]) -> Vec<(String, CpuTicks)> {
     processes
         .iter()
-        .map(|(role, pid)| (role.clone(), procstat::tree_cpu_ticks(*pid).unwrap_or(0)))
+        .map(|(role, pid)| {
+            let ticks = procstat::tree_cpu_ticks(*pid).unwrap_or_default();
+            (role.clone(), ticks)
+        })
         .collect()
 }
 

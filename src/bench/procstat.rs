@@ -2,21 +2,54 @@
 
 use std::io;
 
-/// User plus system CPU time of `pid` so far, in clock ticks.
-pub fn cpu_ticks(pid: u32) -> io::Result<u64> {
+/// CPU time in clock ticks, split as the kernel accounts it: in the process's own code (user)
+/// and in the kernel on its behalf (system: system calls, and on loopback the receiving
+/// side's protocol work, which runs in the sender's call).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTicks {
+    pub user: u64,
+    pub system: u64,
+}
+
+impl CpuTicks {
+    pub fn total(self) -> u64 {
+        self.user + self.system
+    }
+
+    /// What was used between `earlier` and `self`.
+    pub fn since(self, earlier: CpuTicks) -> CpuTicks {
+        CpuTicks {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+}
+
+impl std::ops::Add for CpuTicks {
+    type Output = CpuTicks;
+
+    fn add(self, other: CpuTicks) -> CpuTicks {
+        CpuTicks {
+            user: self.user + other.user,
+            system: self.system + other.system,
+        }
+    }
+}
+
+/// User and system CPU time of `pid` so far.
+pub fn cpu_ticks(pid: u32) -> io::Result<CpuTicks> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     parse_stat_ticks(&text)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc stat format"))
 }
 
 /// As [`cpu_ticks`], plus that of `pid`'s direct children (a proxy's worker processes).
-pub fn tree_cpu_ticks(pid: u32) -> io::Result<u64> {
+pub fn tree_cpu_ticks(pid: u32) -> io::Result<CpuTicks> {
     let own = cpu_ticks(pid)?;
-    Ok(own
-        + children(pid)
-            .iter()
-            .filter_map(|c| cpu_ticks(*c).ok())
-            .sum::<u64>())
+    Ok(children(pid)
+        .iter()
+        .filter_map(|c| cpu_ticks(*c).ok())
+        .fold(own, |sum, c| sum + c))
 }
 
 /// As [`peak_rss_kib`], summed over `pid` and its direct children.
@@ -86,15 +119,15 @@ pub fn reset_peak_rss(pid: u32) -> io::Result<()> {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
 }
 
-/// utime + stime from a `/proc/PID/stat` line. The command name (field 2) is in parentheses
+/// utime and stime from a `/proc/PID/stat` line. The command name (field 2) is in parentheses
 /// and may itself hold spaces and parentheses, so fields are counted after the last `)`.
-fn parse_stat_ticks(stat: &str) -> Option<u64> {
+fn parse_stat_ticks(stat: &str) -> Option<CpuTicks> {
     let after = &stat[stat.rfind(')')? + 1..];
     let mut fields = after.split_ascii_whitespace();
     // After the name: state is field 3, utime field 14, stime field 15.
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    let user: u64 = fields.nth(11)?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(CpuTicks { user, system })
 }
 
 /// The value in kB of a `Name:   123 kB` line of `/proc/PID/status`.
@@ -113,7 +146,26 @@ mod tests {
     fn stat_fields_after_a_tricky_name() {
         let stat = "4242 (we ird) (x) R 1 4242 4242 0 -1 4194560 100 0 0 0 731 46 0 0 20 0 3 0 \
                     12345 1000000 200 18446744073709551615";
-        assert_eq!(parse_stat_ticks(stat), Some(777));
+        let ticks = parse_stat_ticks(stat).unwrap();
+        assert_eq!(
+            ticks,
+            CpuTicks {
+                user: 731,
+                system: 46
+            }
+        );
+        assert_eq!(ticks.total(), 777);
+        let later = CpuTicks {
+            user: 800,
+            system: 40,
+        };
+        assert_eq!(
+            later.since(ticks),
+            CpuTicks {
+                user: 69,
+                system: 0
+            }
+        );
         assert_eq!(parse_stat_ticks("4242 (short) R 1 2"), None);
     }
 
@@ -136,7 +188,14 @@ mod tests {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
         }
         let after = cpu_ticks(pid).unwrap();
-        assert!(after > before, "{after} ticks after, {before} before");
+        assert!(
+            after.total() > before.total(),
+            "{after:?} after, {before:?} before"
+        );
+        assert!(
+            after.user > before.user,
+            "a spin is user time: {after:?}, {before:?}"
+        );
         assert!(ticks_per_second() >= 1);
 
         // A 32 MiB allocation, touched, must show in the peak.

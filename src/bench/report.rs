@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use super::procstat::CpuTicks;
 use super::summary::{self, Summary};
 
 /// A whole run.
@@ -80,6 +81,10 @@ pub struct Latency {
 pub struct ProcessReport {
     pub role: String,
     pub cpu_s: f64,
+    /// Of `cpu_s`, the seconds spent in the process's own code rather than in the kernel
+    /// (absent in reports written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_s: Option<f64>,
     /// CPU seconds per request, or per GiB moved for bulk scenarios.
     pub cpu_per_unit: f64,
     pub peak_rss_kib: u64,
@@ -153,7 +158,7 @@ pub struct PathTally {
     elapsed_s: f64,
     latency: Histogram<u64>,
     /// CPU ticks per role over all rounds.
-    ticks: Vec<(String, u64)>,
+    ticks: Vec<(String, CpuTicks)>,
 }
 
 impl PathTally {
@@ -179,7 +184,7 @@ impl PathTally {
         bytes: u64,
         elapsed_s: f64,
         latency: &Histogram<u64>,
-        ticks: &[(String, u64)],
+        ticks: &[(String, CpuTicks)],
     ) {
         self.rounds += 1;
         self.requests += requests;
@@ -191,7 +196,7 @@ impl PathTally {
         let _ = self.latency.add(latency);
         for (role, n) in ticks {
             match self.ticks.iter_mut().find(|(r, _)| r == role) {
-                Some((_, total)) => *total += n,
+                Some((_, total)) => *total = *total + *n,
                 None => self.ticks.push((role.clone(), *n)),
             }
         }
@@ -209,10 +214,12 @@ impl PathTally {
             .ticks
             .iter()
             .map(|(role, ticks)| {
-                let cpu_s = *ticks as f64 / ticks_per_second.max(1) as f64;
+                let seconds = |n: u64| n as f64 / ticks_per_second.max(1) as f64;
+                let cpu_s = seconds(ticks.total());
                 ProcessReport {
                     role: role.clone(),
                     cpu_s,
+                    user_s: Some(seconds(ticks.user)),
                     cpu_per_unit: if units > 0.0 { cpu_s / units } else { 0.0 },
                     peak_rss_kib: peaks.iter().find(|(r, _)| r == role).map_or(0, |p| p.1),
                 }
@@ -298,11 +305,21 @@ fn format_cpu_per_unit(per_unit: f64, bulk: bool) -> String {
 
 fn format_cpu(process: &ProcessReport, bulk: bool) -> String {
     format!(
-        "{} {} {:.1}MiB",
+        "{} {}{} {:.1}MiB",
         process.role,
         format_cpu_per_unit(process.cpu_per_unit, bulk),
+        format_user_share(process.user_s, process.cpu_s),
         process.peak_rss_kib as f64 / 1024.0
     )
+}
+
+/// ` (N% user)`: how much of the CPU went to the process's own code rather than the kernel;
+/// empty when the report has no split or no CPU was used.
+fn format_user_share(user_s: Option<f64>, cpu_s: f64) -> String {
+    match user_s {
+        Some(user) if cpu_s > 0.0 => format!(" ({:.0}% user)", 100.0 * user / cpu_s),
+        _ => String::new(),
+    }
 }
 
 /// The CPU line of a path: each process, and their sum when there are several.
@@ -311,10 +328,13 @@ fn format_processes(path: &PathReport, bulk: bool) -> String {
     let mut line = each.join(", ");
     if let (Some(total), true) = (path.proxy_cpu_per_unit(), path.processes.len() > 1) {
         let rss: u64 = path.processes.iter().map(|p| p.peak_rss_kib).sum();
+        let cpu_s: f64 = path.processes.iter().map(|p| p.cpu_s).sum();
+        let user_s: Option<f64> = path.processes.iter().map(|p| p.user_s).sum();
         let _ = write!(
             line,
-            "; total {} {:.1}MiB",
+            "; total {}{} {:.1}MiB",
             format_cpu_per_unit(total, bulk),
+            format_user_share(user_s, cpu_s),
             rss as f64 / 1024.0
         );
     }
@@ -348,7 +368,7 @@ pub fn table(report: &BenchReport) -> String {
             );
             if !path.processes.is_empty() {
                 let procs = format_processes(path, scenario.is_bulk());
-                let _ = writeln!(out, "{:<16}   cpu, peak rss: {procs}", "");
+                let _ = writeln!(out, "{:<16}   cpu (user share), peak rss: {procs}", "");
             }
         }
         let ratios = scenario
@@ -389,7 +409,22 @@ mod tests {
             a.record(v * 10).unwrap();
         }
         let mut tally = PathTally::new("tunnel");
-        let ticks = [("edge".to_owned(), 30u64), ("connector".to_owned(), 10)];
+        let ticks = [
+            (
+                "edge".to_owned(),
+                CpuTicks {
+                    user: 10,
+                    system: 20,
+                },
+            ),
+            (
+                "connector".to_owned(),
+                CpuTicks {
+                    user: 10,
+                    system: 0,
+                },
+            ),
+        ];
         tally.add_round(100, 1, 4096, 0.5, &a, &ticks);
         tally.add_round(100, 0, 4096, 0.5, &a, &ticks);
         let peaks = [("edge".to_owned(), 2048u64)];
@@ -404,6 +439,7 @@ mod tests {
         assert_eq!(report.processes.len(), 2);
         assert_eq!(report.processes[0].role, "edge");
         assert_eq!(report.processes[0].cpu_s, 0.6);
+        assert_eq!(report.processes[0].user_s, Some(0.2));
         assert_eq!(report.processes[0].cpu_per_unit, 0.003);
         assert_eq!(report.processes[0].peak_rss_kib, 2048);
         assert_eq!(report.processes[1].peak_rss_kib, 0);
@@ -427,6 +463,7 @@ mod tests {
         let mut edge = ProcessReport {
             role: "edge".into(),
             cpu_s: 1.0,
+            user_s: None,
             cpu_per_unit: 0.085,
             peak_rss_kib: 48230,
         };
@@ -434,6 +471,12 @@ mod tests {
         edge.cpu_per_unit = 0.000_102_3;
         assert_eq!(format_cpu(&edge, false), "edge 102.3µs/req 47.1MiB");
         edge.cpu_per_unit = 11.97;
+        edge.user_s = Some(0.426);
+        assert_eq!(
+            format_cpu(&edge, true),
+            "edge 11.97s/GiB (43% user) 47.1MiB"
+        );
+        edge.cpu_s = 0.0;
         assert_eq!(format_cpu(&edge, true), "edge 11.97s/GiB 47.1MiB");
     }
 
@@ -442,8 +485,8 @@ mod tests {
         let mut tally = PathTally::new("rathole-tls");
         let h = Histogram::<u64>::new(3).unwrap();
         let ticks = [
-            ("rathole-server".to_owned(), 3u64),
-            ("rathole-client".to_owned(), 1),
+            ("rathole-server".to_owned(), CpuTicks { user: 1, system: 2 }),
+            ("rathole-client".to_owned(), CpuTicks { user: 0, system: 1 }),
         ];
         tally.add_round(10_000, 0, 0, 1.0, &h, &ticks);
         let peaks = [
@@ -454,8 +497,8 @@ mod tests {
         assert_eq!(path.proxy_cpu_per_unit(), Some(4e-6));
         assert_eq!(
             format_processes(&path, false),
-            "rathole-server 3.0µs/req 4.0MiB, rathole-client 1.0µs/req 1.0MiB; \
-             total 4.0µs/req 5.0MiB"
+            "rathole-server 3.0µs/req (33% user) 4.0MiB, rathole-client 1.0µs/req (0% user) \
+             1.0MiB; total 4.0µs/req (25% user) 5.0MiB"
         );
         let alone = PathTally::new("direct").finish(false, 100, &[]);
         assert_eq!(alone.proxy_cpu_per_unit(), None);

@@ -230,6 +230,7 @@ mod tests {
                 .map(|(i, c)| ProcessReport {
                     role: format!("p{i}"),
                     cpu_s: 1.0,
+                    user_s: None,
                     cpu_per_unit: *c,
                     peak_rss_kib: 0,
                 })
