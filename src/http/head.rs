@@ -149,7 +149,9 @@ fn parse_error(e: httparse::Error) -> HeadError {
         httparse::Error::HeaderValue => HeadError::Malformed("invalid header value"),
         httparse::Error::NewLine => HeadError::Malformed("invalid line ending"),
         httparse::Error::Status => HeadError::Malformed("invalid status"),
-        httparse::Error::Token => HeadError::Malformed("invalid token"),
+        // Only the request line has tokens: the method, and the target (which must also be
+        // valid UTF-8).
+        httparse::Error::Token => HeadError::Malformed("invalid byte in the method or target"),
         httparse::Error::Version => HeadError::Malformed("unsupported version"),
     }
 }

@@ -110,6 +110,24 @@ fn too_many_headers_and_malformed() {
     assert_eq!(err, HeadError::Malformed("unsupported version"));
     assert_eq!(err.status(), 400);
 
+    let bad_line = HeadError::Malformed("invalid byte in the method or target");
+    for line in [
+        &b"GET /caf\xe9 HTTP/1.1"[..],
+        b"GET /\x7f HTTP/1.1",
+        b"G(T / HTTP/1.1",
+    ] {
+        let mut head = line.to_vec();
+        head.extend_from_slice(b"\r\nHost: a\r\n\r\n");
+        let mut headers = empty();
+        assert_eq!(parse_request(&head, &mut headers).unwrap_err(), bad_line);
+    }
+    let mut headers = empty();
+    let utf8 = parse_request(
+        "GET /caf\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n".as_bytes(),
+        &mut headers,
+    );
+    assert!(matches!(utf8, Ok(Some(_))), "{utf8:?}");
+
     let mut headers = empty();
     let err = parse_request(b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", &mut headers);
     assert_eq!(
