@@ -68,9 +68,14 @@ struct Pair {
     client_conn: Connection,
 }
 
-async fn pair(pki: &Pki) -> Pair {
+/// A server endpoint on a fresh loopback socket with `pki`'s certificate.
+fn server_endpoint(pki: &Pki) -> Endpoint {
     let config = server_config(pki.chain.clone(), pki.key.clone_key()).unwrap();
-    let server = Endpoint::new(loopback(), Some(config)).unwrap();
+    Endpoint::new(loopback(), Some(config)).unwrap()
+}
+
+async fn pair(pki: &Pki) -> Pair {
+    let server = server_endpoint(pki);
     let client = Endpoint::new(loopback(), None).unwrap();
 
     let acceptor = server.clone();
@@ -211,8 +216,7 @@ fn sixteen_mib_each_way_on_one_stream() {
 fn datagrams_grow_past_ethernet_size_only_on_loopback() {
     let pki = pki();
     run(Duration::from_secs(30), || async {
-        let config = server_config(pki.chain.clone(), pki.key.clone_key()).unwrap();
-        let server = Endpoint::new(loopback(), Some(config)).unwrap();
+        let server = server_endpoint(&pki);
         let acceptor = server.clone();
         let accepted = monoio::spawn(async move { acceptor.accept().await });
         let mut config = client_config(&pki.ca_pem).unwrap();
@@ -313,8 +317,7 @@ fn connect_with_wrong_ca_fails_tls() {
     let pki = pki();
     let other = self::pki();
     run(Duration::from_secs(10), || async {
-        let config = server_config(pki.chain.clone(), pki.key.clone_key()).unwrap();
-        let server = Endpoint::new(loopback(), Some(config)).unwrap();
+        let server = server_endpoint(&pki);
         let client = Endpoint::new(loopback(), None).unwrap();
 
         let started = Instant::now();
@@ -466,8 +469,7 @@ fn relay(
 fn unanswered_stream_data_marks_a_black_holed_connection_stalled() {
     let pki = pki();
     run(Duration::from_secs(10), || async {
-        let config = server_config(pki.chain.clone(), pki.key.clone_key()).unwrap();
-        let server = Endpoint::new(loopback(), Some(config)).unwrap();
+        let server = server_endpoint(&pki);
         let client = Endpoint::new(loopback(), None).unwrap();
         let (cut, stop) = (
             Arc::new(AtomicBool::new(false)),
