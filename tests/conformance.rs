@@ -552,7 +552,7 @@ fn gets_to_an_origin_that_closes_every_connection_after_answering_all_succeed() 
 }
 
 #[test]
-fn framing_the_edge_must_refuse_is_refused_with_400() {
+fn requests_the_edge_must_refuse_get_an_error_page_and_never_reach_the_origin() {
     let (origin, _script) = scripted(|listener| {
         // Nothing may reach the origin.
         listener.set_nonblocking(true).unwrap();
@@ -563,7 +563,7 @@ fn framing_the_edge_must_refuse_is_refused_with_400() {
         );
     });
     let s = setup_to("refusals", origin);
-    for request in [
+    for (request, status_line) in [
         &b"POST / HTTP/1.1\r\nHost: web.test\r\nContent-Length: 3\r\n\
            Transfer-Encoding: chunked\r\n\r\n"[..],
         b"POST / HTTP/1.1\r\nHost: web.test\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
@@ -580,11 +580,18 @@ fn framing_the_edge_must_refuse_is_refused_with_400() {
         b"GET * HTTP/1.1\r\nHost: web.test\r\n\r\n",
         b"CONNECT web.test:80 HTTP/1.1\r\nHost: web.test:80\r\n\r\n",
         b"GET http://user@web.test/ HTTP/1.1\r\nHost: web.test\r\n\r\n",
-    ] {
+        b"GET /a b HTTP/1.1\r\nHost: web.test\r\n\r\n",
+    ]
+    .map(|request| (request, "HTTP/1.1 400 Bad Request\r\n"))
+    .into_iter()
+    .chain([(
+        &b"GET / HTTP/2.0\r\nHost: web.test\r\n\r\n"[..],
+        "HTTP/1.1 505 HTTP Version Not Supported\r\n",
+    )]) {
         let mut client = client(&s.edge);
         client.write_all(request).unwrap();
         let (head, rest) = read_head(&mut client);
-        assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+        assert!(head.starts_with(status_line), "{head}");
         assert!(head.contains("\r\nConnection: close\r\n"), "{head}");
         // The page, then the edge closes the connection.
         let page = read_to_close(&mut client, rest);

@@ -31,7 +31,7 @@ pub enum ProxyError {
 /// Status, title and detail of the page for an error.
 pub fn page(err: &ProxyError) -> (u16, &'static str, String) {
     match err {
-        ProxyError::Client(head) => (head.status(), "Bad request", head.to_string()),
+        ProxyError::Client(head) => (head.status(), head.title(), head.to_string()),
         ProxyError::HeaderTimeout => (
             408,
             "Request timeout",

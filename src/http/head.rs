@@ -42,16 +42,29 @@ pub enum HeadError {
     TooManyHeaders,
     #[error("malformed head: {0}")]
     Malformed(&'static str),
+    /// A well-formed `HTTP/x.y` other than 1.0 and 1.1 (in a request).
+    #[error("unsupported HTTP version: only HTTP/1.0 and HTTP/1.1 are served")]
+    UnsupportedVersion,
     #[error("conflicting or invalid message framing: {0}")]
     Framing(&'static str),
 }
 
 impl HeadError {
-    /// The status a client gets for this error (431 or 400).
+    /// The status a client gets for this error (431, 505 or 400).
     pub fn status(&self) -> u16 {
         match self {
             HeadError::TooLarge | HeadError::TooManyHeaders => 431,
+            HeadError::UnsupportedVersion => 505,
             HeadError::Malformed(_) | HeadError::Framing(_) => 400,
+        }
+    }
+
+    /// The title of the error page for [`status`](Self::status).
+    pub fn title(&self) -> &'static str {
+        match self {
+            HeadError::TooLarge | HeadError::TooManyHeaders => "Request header fields too large",
+            HeadError::UnsupportedVersion => "HTTP version not supported",
+            HeadError::Malformed(_) | HeadError::Framing(_) => "Bad request",
         }
     }
 }
@@ -76,6 +89,7 @@ pub fn parse_request<'b, 'h>(
     let len = match request.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return incomplete(buf),
+        Err(httparse::Error::Version) => return Err(request_version_error(buf)),
         Err(e) => return Err(parse_error(e)),
     };
     if len > MAX_HEAD_LEN {
@@ -153,6 +167,30 @@ fn parse_error(e: httparse::Error) -> HeadError {
         // valid UTF-8).
         httparse::Error::Token => HeadError::Malformed("invalid byte in the method or target"),
         httparse::Error::Version => HeadError::Malformed("unsupported version"),
+    }
+}
+
+/// Tells apart what httparse reports as a bad version in a request line: a well-formed
+/// version we do not serve (505), a target with a space in it (the rest of the target reads
+/// as the version), or something that is no version at all.
+fn request_version_error(buf: &[u8]) -> HeadError {
+    // httparse skips empty lines before the request line; so does this.
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n');
+    let rest = &buf[start.unwrap_or(buf.len())..];
+    let line = rest.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // Method and target end at the first two spaces, as httparse read them.
+    let mut parts = line.splitn(3, |&b| b == b' ').skip(2);
+    match parts.next() {
+        Some([b'H', b'T', b'T', b'P', b'/', major, b'.', minor])
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            HeadError::UnsupportedVersion
+        }
+        Some(rest) if rest.contains(&b' ') => {
+            HeadError::Malformed("whitespace in the request target")
+        }
+        _ => HeadError::Malformed("invalid HTTP version"),
     }
 }
 

@@ -114,7 +114,7 @@ pub async fn serve_connection(stream: TcpStream) -> io::Result<()> {
                 http::pages::error_response(
                     &mut conn.out,
                     err.status(),
-                    "Bad request",
+                    err.title(),
                     &err.to_string(),
                     true,
                 );

@@ -105,10 +105,41 @@ fn too_many_headers_and_malformed() {
     assert_eq!(err.status(), 431);
     assert_eq!(HeadError::TooLarge.status(), 431);
 
-    let mut headers = empty();
-    let err = parse_request(b"GET / HTTP/2.0\r\n\r\n", &mut headers).unwrap_err();
-    assert_eq!(err, HeadError::Malformed("unsupported version"));
-    assert_eq!(err.status(), 400);
+    let versions = [
+        (
+            &b"GET / HTTP/2.0\r\n\r\n"[..],
+            HeadError::UnsupportedVersion,
+        ),
+        (
+            b"GET / HTTP/1.7\r\nHost: a\r\n\r\n",
+            HeadError::UnsupportedVersion,
+        ),
+        (b"\r\nGET / HTTP/0.9\r\n\r\n", HeadError::UnsupportedVersion),
+        (b"GET / HTTP/1.7", HeadError::UnsupportedVersion),
+        (
+            b"GET /a b HTTP/1.1\r\n\r\n",
+            HeadError::Malformed("whitespace in the request target"),
+        ),
+        (
+            b"GET / HTTP/11\r\n\r\n",
+            HeadError::Malformed("invalid HTTP version"),
+        ),
+        (
+            b"GET / HTTX/1.1\r\n\r\n",
+            HeadError::Malformed("invalid HTTP version"),
+        ),
+    ];
+    for (head, want) in versions {
+        let mut headers = empty();
+        let err = parse_request(head, &mut headers).unwrap_err();
+        assert_eq!(err, want, "{}", head.escape_ascii());
+    }
+    assert_eq!(HeadError::UnsupportedVersion.status(), 505);
+    assert_eq!(
+        HeadError::UnsupportedVersion.title(),
+        "HTTP version not supported"
+    );
+    assert_eq!(HeadError::Malformed("x").status(), 400);
 
     let bad_line = HeadError::Malformed("invalid byte in the method or target");
     for line in [
