@@ -72,6 +72,8 @@ pub async fn proxy(
     recv: &mut RecvStream,
 ) -> u16 {
     let upgrade = request.line.kind == StreamKind::WebSocket;
+    // One clock read serves the latency and the pool's age check.
+    let started = Instant::now();
     let ask = Ask {
         head: request_head(&local.buffers, rule, request, upgrade),
         first,
@@ -81,7 +83,7 @@ pub async fn proxy(
         rule,
         metrics: &local.metrics,
         buffers: &local.buffers,
-        started: Instant::now(),
+        started,
         status: Cell::new(0),
     };
     let replayable = request.line.body == BodyLen::Empty && !upgrade;
@@ -92,7 +94,7 @@ pub async fn proxy(
         let pooled = if retried {
             None
         } else {
-            local.pool.take(rule_index, &rule.origin, Instant::now())
+            local.pool.take(rule_index, &rule.origin, started)
         };
         let reused = pooled.is_some();
         let conn = match pooled {

@@ -664,6 +664,10 @@ async fn open_stream(
     let mut conn = first;
     let mut attempt = 1;
     loop {
+        // Nearly always a stream is free at once, and that needs no timer.
+        if let Some((send, recv)) = conn.conn.try_open_bi() {
+            return Ok((conn, send, recv));
+        }
         // Opening waits while the connector's stream limit is reached; past the bound, try
         // another connection rather than queueing forever.
         let opened = monoio::time::timeout(OPEN_TIMEOUT, conn.conn.open_bi()).await;

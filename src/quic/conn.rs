@@ -339,6 +339,16 @@ impl Connection {
         poll_fn(|cx| self.poll_stream(cx, Side::Open)).await
     }
 
+    /// Opens a bidirectional stream if the peer's stream limit allows one now; `None` when
+    /// it does not (or the connection is closed): [`Connection::open_bi`] then waits.
+    pub fn try_open_bi(&self) -> Option<(SendStream, RecvStream)> {
+        let cx = Context::from_waker(Waker::noop());
+        match self.poll_stream(&cx, Side::Open) {
+            Poll::Ready(Ok(streams)) => Some(streams),
+            Poll::Ready(Err(_)) | Poll::Pending => None,
+        }
+    }
+
     /// The next bidirectional stream the peer opened.
     pub async fn accept_bi(&self) -> Result<(SendStream, RecvStream), QuicError> {
         poll_fn(|cx| self.poll_stream(cx, Side::Accept)).await

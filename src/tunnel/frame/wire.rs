@@ -145,6 +145,11 @@ impl<'a> Reader<'a> {
 
     pub(super) fn str16(&mut self) -> Result<&'a str, FrameError> {
         let bytes = self.bytes16()?;
+        // Most fields are short and ASCII, which `is_ascii` checks a word at a time.
+        if bytes.is_ascii() {
+            // SAFETY: ASCII is valid UTF-8.
+            return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+        }
         std::str::from_utf8(bytes).map_err(|_| self.malformed())
     }
 
