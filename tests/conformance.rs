@@ -466,6 +466,34 @@ fn a_refused_upgrade_is_an_ordinary_response_and_http_goes_on() {
 }
 
 #[test]
+fn absolute_form_and_later_minor_versions_reach_the_origin_as_origin_form_http11() {
+    let (origin, script) = scripted(|listener| {
+        for want in ["GET /?a=1 HTTP/1.1\r\n", "GET /b HTTP/1.1\r\n"] {
+            let mut conn = accept(&listener);
+            let (head, _) = read_head(&mut conn);
+            assert!(head.starts_with(want), "{head}");
+            // Closed after each answer, so the next request comes on a new connection.
+            conn.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+                .unwrap();
+        }
+    });
+    let s = setup_to("target-forms", origin);
+    // RFC 9112 3.2.2: an absolute-form target without a path gets "/" before its query.
+    // RFC 9110 2.5: HTTP/1.7 is served as HTTP/1.1.
+    for request in [
+        &b"GET http://web.test?a=1 HTTP/1.1\r\nHost: web.test\r\n\r\n"[..],
+        b"GET /b HTTP/1.7\r\nHost: web.test\r\n\r\n",
+    ] {
+        let mut client = client(&s.edge);
+        client.write_all(request).unwrap();
+        let (head, rest) = read_head(&mut client);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert_eq!(read_exact_after(&mut client, rest, 2), b"ok");
+    }
+    script.join().unwrap();
+}
+
+#[test]
 fn a_pooled_connection_the_origin_closed_is_not_a_502() {
     let (origin, script) = scripted(|listener| {
         let mut conn = accept(&listener);

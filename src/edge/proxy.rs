@@ -27,6 +27,7 @@
 //! upgrade request awaiting its 101 gets only the periodic check, since any early bytes
 //! belong to the new protocol.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
@@ -279,6 +280,10 @@ async fn next_request<S: ClientStream>(
                     ));
                 }
                 Ok(None) => {}
+                Err(HeadError::HigherMinorVersion { minor }) => {
+                    http::head::serve_as_http11(buf, minor);
+                    continue;
+                }
                 Err(err) => return Some(Prepared::Refused(ProxyError::Client(err))),
             }
         }
@@ -366,7 +371,7 @@ fn prepare(
         client_addr,
         method: head.method,
         authority: host,
-        path,
+        path: &path,
     };
     let headers = head
         .headers
@@ -402,7 +407,9 @@ fn prepare(
 /// the origin disagree about host or path is refused: several Host fields, an authority
 /// with user info or stray characters, a target that is not origin-form (`*` only with
 /// OPTIONS), CONNECT.
-fn split_target<'b>(head: &RequestHead<'b, '_>) -> Result<(Option<&'b str>, &'b str), HeadError> {
+fn split_target<'b>(
+    head: &RequestHead<'b, '_>,
+) -> Result<(Option<&'b str>, Cow<'b, str>), HeadError> {
     let target = head.target;
     let host = http::head::single_host(head.headers)?;
     if head.method == "CONNECT" {
@@ -418,8 +425,12 @@ fn split_target<'b>(head: &RequestHead<'b, '_>) -> Result<(Option<&'b str>, &'b 
                 None => (rest, "/"),
             };
             http::head::validate_authority(authority)?;
-            // A path that starts with `?` still needs its slash.
-            let path = if path.starts_with('?') { "/" } else { path };
+            // An empty path is "/", before the query if there is one (RFC 9112 3.2.2): the
+            // one case that needs a new string, and a rare one.
+            let path = match path.starts_with('?') {
+                true => Cow::Owned(format!("/{path}")),
+                false => Cow::Borrowed(path),
+            };
             return Ok((Some(authority), path));
         }
     }
@@ -431,9 +442,9 @@ fn split_target<'b>(head: &RequestHead<'b, '_>) -> Result<(Option<&'b str>, &'b 
     match host.filter(|h| !h.is_empty()) {
         Some(host) => {
             http::head::validate_authority(host)?;
-            Ok((Some(host), target))
+            Ok((Some(host), Cow::Borrowed(target)))
         }
-        None => Ok((None, target)),
+        None => Ok((None, Cow::Borrowed(target))),
     }
 }
 

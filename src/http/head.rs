@@ -42,9 +42,14 @@ pub enum HeadError {
     TooManyHeaders,
     #[error("malformed head: {0}")]
     Malformed(&'static str),
-    /// A well-formed `HTTP/x.y` other than 1.0 and 1.1 (in a request).
+    /// A well-formed `HTTP/x.y` whose major version is not 1 (in a request).
     #[error("unsupported HTTP version: only HTTP/1.0 and HTTP/1.1 are served")]
     UnsupportedVersion,
+    /// A request line ending in `HTTP/1.x` with x above 1: RFC 9110 (2.5) asks that it be
+    /// served as HTTP/1.1. The byte at `minor` (the x) is where the caller's buffer says so;
+    /// [`serve_as_http11`] rewrites it and the head parses again.
+    #[error("HTTP/1.x request above HTTP/1.1")]
+    HigherMinorVersion { minor: usize },
     #[error("conflicting or invalid message framing: {0}")]
     Framing(&'static str),
 }
@@ -54,7 +59,8 @@ impl HeadError {
     pub fn status(&self) -> u16 {
         match self {
             HeadError::TooLarge | HeadError::TooManyHeaders => 431,
-            HeadError::UnsupportedVersion => 505,
+            // A caller that does not rewrite the version (see the variant) refuses it.
+            HeadError::UnsupportedVersion | HeadError::HigherMinorVersion { .. } => 505,
             HeadError::Malformed(_) | HeadError::Framing(_) => 400,
         }
     }
@@ -63,7 +69,9 @@ impl HeadError {
     pub fn title(&self) -> &'static str {
         match self {
             HeadError::TooLarge | HeadError::TooManyHeaders => "Request header fields too large",
-            HeadError::UnsupportedVersion => "HTTP version not supported",
+            HeadError::UnsupportedVersion | HeadError::HigherMinorVersion { .. } => {
+                "HTTP version not supported"
+            }
             HeadError::Malformed(_) | HeadError::Framing(_) => "Bad request",
         }
     }
@@ -89,7 +97,14 @@ pub fn parse_request<'b, 'h>(
     let len = match request.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return incomplete(buf),
-        Err(httparse::Error::Version) => return Err(request_version_error(buf)),
+        Err(httparse::Error::Version) => {
+            return match request_version_error(buf) {
+                Some(err) => Err(err),
+                // httparse judges the version from its first bytes; the rest of the line
+                // tells which error it is.
+                None => incomplete(buf),
+            };
+        }
         Err(e) => return Err(parse_error(e)),
     };
     if len > MAX_HEAD_LEN {
@@ -170,18 +185,26 @@ fn parse_error(e: httparse::Error) -> HeadError {
     }
 }
 
-/// Tells apart what httparse reports as a bad version in a request line: a well-formed
-/// version we do not serve (505), a target with a space in it (the rest of the target reads
+/// Tells apart what httparse reports as a bad version in a request line, once the line is
+/// complete (`None` before): a well-formed version with another major version (505), one
+/// above HTTP/1.1 (served as 1.1), a target with a space in it (the rest of the target reads
 /// as the version), or something that is no version at all.
-fn request_version_error(buf: &[u8]) -> HeadError {
+fn request_version_error(buf: &[u8]) -> Option<HeadError> {
     // httparse skips empty lines before the request line; so does this.
-    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n');
-    let rest = &buf[start.unwrap_or(buf.len())..];
-    let line = rest.split(|&b| b == b'\n').next().unwrap_or_default();
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let end = start + buf[start..].iter().position(|&b| b == b'\n')?;
+    let line = &buf[start..end];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     // Method and target end at the first two spaces, as httparse read them.
-    let mut parts = line.splitn(3, |&b| b == b' ').skip(2);
-    match parts.next() {
+    let mut parts = line.splitn(3, |&b| b == b' ');
+    let (method, target) = (parts.next().unwrap_or_default(), parts.next());
+    let version_at = start + method.len() + 1 + target.unwrap_or_default().len() + 1;
+    Some(match parts.next() {
+        Some([b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9']) => {
+            HeadError::HigherMinorVersion {
+                minor: version_at + 7,
+            }
+        }
         Some([b'H', b'T', b'T', b'P', b'/', major, b'.', minor])
             if major.is_ascii_digit() && minor.is_ascii_digit() =>
         {
@@ -191,6 +214,14 @@ fn request_version_error(buf: &[u8]) -> HeadError {
             HeadError::Malformed("whitespace in the request target")
         }
         _ => HeadError::Malformed("invalid HTTP version"),
+    })
+}
+
+/// Serves a request line that ended in `HTTP/1.x` (x above 1) as HTTP/1.1, rewriting the
+/// minor version where [`HeadError::HigherMinorVersion`] found it.
+pub fn serve_as_http11(buf: &mut [u8], minor: usize) {
+    if let Some(digit) = buf.get_mut(minor) {
+        *digit = b'1';
     }
 }
 

@@ -169,6 +169,10 @@ async fn read_request(conn: &mut Conn) -> io::Result<Option<Result<Request, Head
                     return Ok(Some(Ok(request)));
                 }
                 Ok(None) => {}
+                Err(HeadError::HigherMinorVersion { minor }) => {
+                    http::head::serve_as_http11(&mut conn.buf, minor);
+                    continue;
+                }
                 Err(err) => return Ok(Some(Err(err))),
             }
         }

@@ -110,12 +110,7 @@ fn too_many_headers_and_malformed() {
             &b"GET / HTTP/2.0\r\n\r\n"[..],
             HeadError::UnsupportedVersion,
         ),
-        (
-            b"GET / HTTP/1.7\r\nHost: a\r\n\r\n",
-            HeadError::UnsupportedVersion,
-        ),
         (b"\r\nGET / HTTP/0.9\r\n\r\n", HeadError::UnsupportedVersion),
-        (b"GET / HTTP/1.7", HeadError::UnsupportedVersion),
         (
             b"GET /a b HTTP/1.1\r\n\r\n",
             HeadError::Malformed("whitespace in the request target"),
@@ -133,7 +128,30 @@ fn too_many_headers_and_malformed() {
         let mut headers = empty();
         let err = parse_request(head, &mut headers).unwrap_err();
         assert_eq!(err, want, "{}", head.escape_ascii());
+        // Until its line is complete the head is only incomplete: the parser judges the
+        // version from its first bytes, the rest of the line tells which error it is.
+        let start = head.iter().position(|&b| b != b'\r' && b != b'\n').unwrap();
+        let end = start + head[start..].iter().position(|&b| b == b'\r').unwrap();
+        let mut headers = empty();
+        let partial = parse_request(&head[..end], &mut headers);
+        assert!(matches!(partial, Ok(None)), "{}", head.escape_ascii());
     }
+
+    // HTTP/1.x above 1.1 is served as HTTP/1.1 (RFC 9110 2.5): the error says where the
+    // minor version is, and the rewritten head parses.
+    let mut head = b"\r\nGET /x HTTP/1.7\r\nHost: a\r\n\r\n".to_vec();
+    let mut headers = empty();
+    let err = parse_request(&head, &mut headers).unwrap_err();
+    assert_eq!(err, HeadError::HigherMinorVersion { minor: 16 });
+    let mut headers = empty();
+    assert!(matches!(
+        parse_request(b"GET / HTTP/1.9", &mut headers),
+        Ok(None)
+    ));
+    serve_as_http11(&mut head, 16);
+    let mut headers = empty();
+    let parsed = parse_request(&head, &mut headers).unwrap().unwrap();
+    assert_eq!((parsed.target, parsed.version), ("/x", Version::Http11));
     assert_eq!(HeadError::UnsupportedVersion.status(), 505);
     assert_eq!(
         HeadError::UnsupportedVersion.title(),
