@@ -715,6 +715,32 @@ fn responses_with_conflicting_framing_are_cleaned_up() {
 }
 
 #[test]
+fn a_response_under_a_transfer_coding_adit_does_not_decode_is_a_502() {
+    let (origin, script) = scripted(|listener| {
+        for answer in [
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nabc",
+        ] {
+            let mut conn = accept(&listener);
+            let _ = read_head(&mut conn);
+            conn.write_all(answer).unwrap();
+        }
+    });
+    let s = setup_to("gzip-coding", origin);
+    // Relayed, the body would reach the client still compressed and labelled as plain.
+    for _ in 0..2 {
+        let response = get(s.edge.http, "web.test", "/");
+        assert_eq!(response.status, 502);
+        assert!(
+            response.text().contains("transfer coding"),
+            "{}",
+            response.text()
+        );
+    }
+    script.join().unwrap();
+}
+
+#[test]
 fn an_origin_that_never_accepts_gets_502_after_the_connect_timeout() {
     // A listener whose accept queue is full drops new SYNs, so connecting hangs.
     use socket2::{Domain, Socket, Type};

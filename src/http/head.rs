@@ -391,6 +391,14 @@ pub fn response_framing(
     }
 }
 
+/// Whether a message's transfer coding, if it has one, is `chunked` alone: what a proxy
+/// that decodes no other coding can pass on. Transfer-Encoding is hop-by-hop, so a body
+/// under gzip or another coding would reach the next hop without the field that says so
+/// (nginx answers 502 to such an upstream response too).
+pub fn only_chunked(headers: &[httparse::Header<'_>]) -> bool {
+    matches!(transfer_coding(headers), Ok(None | Some(Coding::Chunked)))
+}
+
 /// What the Transfer-Encoding fields of a message say, all fields taken as one list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Coding {

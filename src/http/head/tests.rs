@@ -592,3 +592,18 @@ fn target_forms() {
         assert!(!is_asterisk_form(target), "{target:?}");
     }
 }
+
+#[test]
+fn only_chunked_codings_pass() {
+    assert!(only_chunked(&fields(&[("Host", "a")])));
+    assert!(only_chunked(&fields(&[("Transfer-Encoding", "Chunked")])));
+    for codings in ["gzip", "gzip, chunked", "chunked, gzip", "chunked;x=1", ""] {
+        let listed = fields(&[("Transfer-Encoding", codings)]);
+        assert!(!only_chunked(&listed), "{codings}");
+    }
+    let split = fields(&[
+        ("Transfer-Encoding", "gzip"),
+        ("Transfer-Encoding", "chunked"),
+    ]);
+    assert!(!only_chunked(&split));
+}
