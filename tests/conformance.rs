@@ -609,6 +609,8 @@ fn requests_the_edge_must_refuse_get_an_error_page_and_never_reach_the_origin() 
         b"CONNECT web.test:80 HTTP/1.1\r\nHost: web.test:80\r\n\r\n",
         b"GET http://user@web.test/ HTTP/1.1\r\nHost: web.test\r\n\r\n",
         b"GET /a b HTTP/1.1\r\nHost: web.test\r\n\r\n",
+        b"GET /private#.png HTTP/1.1\r\nHost: web.test\r\n\r\n",
+        b"GET http://web.test/a#b HTTP/1.1\r\nHost: web.test\r\n\r\n",
     ]
     .map(|request| (request, "HTTP/1.1 400 Bad Request\r\n"))
     .into_iter()

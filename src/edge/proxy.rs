@@ -406,7 +406,7 @@ fn prepare(
 /// client sent one, else from its one `Host` field. Anything that could make the edge and
 /// the origin disagree about host or path is refused: several Host fields, an authority
 /// with user info or stray characters, a target that is not origin-form (`*` only with
-/// OPTIONS), CONNECT.
+/// OPTIONS), a fragment, CONNECT.
 fn split_target<'b>(
     head: &RequestHead<'b, '_>,
 ) -> Result<(Option<&'b str>, Cow<'b, str>), HeadError> {
@@ -414,6 +414,11 @@ fn split_target<'b>(
     let host = http::head::single_host(head.headers)?;
     if head.method == "CONNECT" {
         return Err(HeadError::Malformed("CONNECT is not supported"));
+    }
+    // No target form has a fragment (RFC 9112 3.2). Passed on, `/private#.png` would match
+    // an ingress rule for `\.png$` while the origin may serve `/private`.
+    if target.contains('#') {
+        return Err(HeadError::Malformed("a fragment (#) in the request target"));
     }
     for scheme in ["http://", "https://"] {
         if target.len() >= scheme.len()
