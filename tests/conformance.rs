@@ -720,7 +720,8 @@ fn responses_with_conflicting_framing_are_cleaned_up() {
 fn a_response_under_a_transfer_coding_adit_does_not_decode_is_a_502() {
     let (origin, script) = scripted(|listener| {
         for answer in [
-            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"[..],
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\
+               3\r\nabc\r\n0\r\n\r\n"[..],
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nabc",
         ] {
             let mut conn = accept(&listener);
