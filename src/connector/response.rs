@@ -192,12 +192,8 @@ pub fn origin_head(
         Err(err) => return Err(err.to_string()),
     };
     let method = if is_head { "HEAD" } else { "GET" };
-    let framing =
-        http::response_framing(method, head.status, head.headers).map_err(|e| e.to_string())?;
-    let has_body = matches!(framing, BodyFraming::Chunked | BodyFraming::UntilClose);
-    if has_body && !http::head::only_chunked(head.headers) {
-        return Err("a transfer coding other than chunked, which adit does not decode".into());
-    }
+    let framing = http::head::relayable_response_framing(method, head.status, head.headers)
+        .map_err(|e| e.to_string())?;
     let body = match framing {
         BodyFraming::None | BodyFraming::Length(0) => BodyLen::Empty,
         BodyFraming::Length(n) => BodyLen::Known(n),

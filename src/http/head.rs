@@ -372,6 +372,27 @@ pub fn response_framing(
     status: u16,
     headers: &[httparse::Header<'_>],
 ) -> Result<BodyFraming, HeadError> {
+    framing_of_response(method, status, headers, false)
+}
+
+/// As [`response_framing`], for a proxy that decodes no transfer coding but `chunked`: a body
+/// under any other (`gzip`, or `gzip, chunked`) is an error. Transfer-Encoding is hop-by-hop,
+/// so such a body would reach the next hop without the field that says how it is coded
+/// (nginx answers 502 to such an upstream response too).
+pub fn relayable_response_framing(
+    method: &str,
+    status: u16,
+    headers: &[httparse::Header<'_>],
+) -> Result<BodyFraming, HeadError> {
+    framing_of_response(method, status, headers, true)
+}
+
+fn framing_of_response(
+    method: &str,
+    status: u16,
+    headers: &[httparse::Header<'_>],
+    only_chunked: bool,
+) -> Result<BodyFraming, HeadError> {
     let no_body = method == "HEAD"
         || (100..200).contains(&status)
         || status == 204
@@ -382,6 +403,9 @@ pub fn response_framing(
     }
 
     match transfer_coding(headers)? {
+        Some(Coding::FinalChunked | Coding::Other) if only_chunked => Err(HeadError::Framing(
+            "a transfer coding other than chunked, which adit does not decode",
+        )),
         Some(Coding::Chunked | Coding::FinalChunked) => Ok(BodyFraming::Chunked),
         Some(Coding::Other) => Ok(BodyFraming::UntilClose),
         None => match content_length(headers)? {
@@ -389,14 +413,6 @@ pub fn response_framing(
             None => Ok(BodyFraming::UntilClose),
         },
     }
-}
-
-/// Whether a message's transfer coding, if it has one, is `chunked` alone: what a proxy
-/// that decodes no other coding can pass on. Transfer-Encoding is hop-by-hop, so a body
-/// under gzip or another coding would reach the next hop without the field that says so
-/// (nginx answers 502 to such an upstream response too).
-pub fn only_chunked(headers: &[httparse::Header<'_>]) -> bool {
-    matches!(transfer_coding(headers), Ok(None | Some(Coding::Chunked)))
 }
 
 /// What the Transfer-Encoding fields of a message say, all fields taken as one list.

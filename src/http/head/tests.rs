@@ -594,16 +594,37 @@ fn target_forms() {
 }
 
 #[test]
-fn only_chunked_codings_pass() {
-    assert!(only_chunked(&fields(&[("Host", "a")])));
-    assert!(only_chunked(&fields(&[("Transfer-Encoding", "Chunked")])));
+fn a_relaying_proxy_takes_only_chunked_codings() {
+    let relayed = |pairs: &[(&str, &str)]| relayable_response_framing("GET", 200, &fields(pairs));
+    assert_eq!(relayed(&[("Host", "a")]), Ok(BodyFraming::UntilClose));
+    assert_eq!(
+        relayed(&[("Transfer-Encoding", "Chunked")]),
+        Ok(BodyFraming::Chunked)
+    );
+    assert_eq!(
+        relayed(&[("Content-Length", "3")]),
+        Ok(BodyFraming::Length(3))
+    );
     for codings in ["gzip", "gzip, chunked", "chunked, gzip", "chunked;x=1", ""] {
-        let listed = fields(&[("Transfer-Encoding", codings)]);
-        assert!(!only_chunked(&listed), "{codings}");
+        let listed = [("Transfer-Encoding", codings)];
+        assert!(relayed(&listed).is_err(), "{codings}");
+        // A plain parse still frames what it can.
+        let plain = response_framing("GET", 200, &fields(&listed));
+        assert_eq!(plain.is_ok(), codings.contains("gzip"), "{codings}");
     }
-    let split = fields(&[
+    let split = [
         ("Transfer-Encoding", "gzip"),
         ("Transfer-Encoding", "chunked"),
-    ]);
-    assert!(!only_chunked(&split));
+    ];
+    assert!(relayed(&split).is_err());
+    // No body, nothing to decode: HEAD and 204 answers pass whatever their coding says.
+    let gzip = fields(&[("Transfer-Encoding", "gzip")]);
+    assert_eq!(
+        relayable_response_framing("HEAD", 200, &gzip),
+        Ok(BodyFraming::None)
+    );
+    assert_eq!(
+        relayable_response_framing("GET", 204, &gzip),
+        Ok(BodyFraming::None)
+    );
 }
