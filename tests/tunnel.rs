@@ -201,6 +201,16 @@ fn malformed_and_oversized_requests_are_refused() {
     client.send_raw(format!("GET / HTTP/1.1\r\nHost: web.test\r\nX-Big: {big}\r\n\r\n").as_bytes());
     assert_eq!(client.read_response(false).unwrap().status, 431);
 
+    // A target past the limit is 414, whether or not its line ends within what was sent.
+    for end in ["", " HTTP/1.1\r\nHost: web.test\r\n\r\n"] {
+        let mut client = Client::connect(s.edge.http);
+        let long = "a".repeat(40 * 1024);
+        client.send_raw(format!("GET /{long}{end}").as_bytes());
+        let response = client.read_response(false).unwrap();
+        assert_eq!(response.status, 414);
+        assert!(response.text().contains("Request target too long"));
+    }
+
     let mut client = Client::connect(s.edge.http);
     client.send_raw(
         b"POST / HTTP/1.1\r\nHost: web.test\r\nContent-Length: 3\r\n\

@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
         Err(e) => {
-            assert!(matches!(e.status(), 400 | 431 | 505), "{e:?}");
+            assert!(matches!(e.status(), 400 | 414 | 431 | 505), "{e:?}");
             return;
         }
     };

@@ -38,6 +38,10 @@ pub struct ResponseHead<'b, 'h> {
 pub enum HeadError {
     #[error("header section larger than {MAX_HEAD_LEN} bytes")]
     TooLarge,
+    /// A request line still unfinished after [`MAX_HEAD_LEN`] bytes: the target is that
+    /// long, which is 414 rather than 431 (RFC 9112 3).
+    #[error("request line longer than {MAX_HEAD_LEN} bytes")]
+    TargetTooLong,
     #[error("more than {MAX_HEADERS} header fields")]
     TooManyHeaders,
     #[error("malformed head: {0}")]
@@ -55,9 +59,10 @@ pub enum HeadError {
 }
 
 impl HeadError {
-    /// The status a client gets for this error (431, 505 or 400).
+    /// The status a client gets for this error (431, 414, 505 or 400).
     pub fn status(&self) -> u16 {
         match self {
+            HeadError::TargetTooLong => 414,
             HeadError::TooLarge | HeadError::TooManyHeaders => 431,
             // A caller that does not rewrite the version (see the variant) refuses it.
             HeadError::UnsupportedVersion | HeadError::HigherMinorVersion { .. } => 505,
@@ -68,6 +73,7 @@ impl HeadError {
     /// The title of the error page for [`status`](Self::status).
     pub fn title(&self) -> &'static str {
         match self {
+            HeadError::TargetTooLong => "Request target too long",
             HeadError::TooLarge | HeadError::TooManyHeaders => "Request header fields too large",
             HeadError::UnsupportedVersion | HeadError::HigherMinorVersion { .. } => {
                 "HTTP version not supported"
@@ -88,7 +94,8 @@ pub enum BodyFraming {
 }
 
 /// Parses a request head. `Ok(None)`: incomplete, read more (unless the buffer already
-/// holds [`MAX_HEAD_LEN`] bytes, which is [`HeadError::TooLarge`]).
+/// holds [`MAX_HEAD_LEN`] bytes: [`HeadError::TooLarge`], or [`HeadError::TargetTooLong`] while
+/// the request line has not ended).
 pub fn parse_request<'b, 'h>(
     buf: &'b [u8],
     headers: &'h mut [httparse::Header<'b>; MAX_HEADERS],
@@ -96,19 +103,19 @@ pub fn parse_request<'b, 'h>(
     let mut request = httparse::Request::new(headers);
     let len = match request.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return incomplete(buf),
+        Ok(httparse::Status::Partial) => return incomplete_request(buf),
         Err(httparse::Error::Version) => {
             return match request_version_error(buf) {
                 Some(err) => Err(err),
                 // httparse judges the version from its first bytes; the rest of the line
                 // tells which error it is.
-                None => incomplete(buf),
+                None => incomplete_request(buf),
             };
         }
         Err(e) => return Err(parse_error(e)),
     };
     if len > MAX_HEAD_LEN {
-        return Err(HeadError::TooLarge);
+        return Err(too_large_request(buf));
     }
 
     // A complete parse fills every part; the fallbacks only keep a surprise from panicking.
@@ -171,6 +178,30 @@ fn incomplete<T>(buf: &[u8]) -> Result<Option<T>, HeadError> {
     }
 }
 
+/// As [`incomplete`], telling a request line that is itself over the limit (414) from a
+/// header section that is (431).
+fn incomplete_request<T>(buf: &[u8]) -> Result<Option<T>, HeadError> {
+    incomplete(buf).map_err(|_| too_large_request(buf))
+}
+
+/// The error for a request head over [`MAX_HEAD_LEN`]: 414 when its request line alone does
+/// not end within the limit, else 431.
+fn too_large_request(buf: &[u8]) -> HeadError {
+    match request_line(buf) {
+        Some((start, line)) if start + line.len() < MAX_HEAD_LEN => HeadError::TooLarge,
+        _ => HeadError::TargetTooLong,
+    }
+}
+
+/// The first line of a request, without its line end, once it is whole. Empty lines before
+/// it are skipped, as httparse skips them.
+fn request_line(buf: &[u8]) -> Option<(usize, &[u8])> {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let end = start + buf[start..].iter().position(|&b| b == b'\n')?;
+    let line = &buf[start..end];
+    Some((start, line.strip_suffix(b"\r").unwrap_or(line)))
+}
+
 fn parse_error(e: httparse::Error) -> HeadError {
     match e {
         httparse::Error::TooManyHeaders => HeadError::TooManyHeaders,
@@ -190,11 +221,7 @@ fn parse_error(e: httparse::Error) -> HeadError {
 /// above HTTP/1.1 (served as 1.1), a target with a space in it (the rest of the target reads
 /// as the version), or something that is no version at all.
 fn request_version_error(buf: &[u8]) -> Option<HeadError> {
-    // httparse skips empty lines before the request line; so does this.
-    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
-    let end = start + buf[start..].iter().position(|&b| b == b'\n')?;
-    let line = &buf[start..end];
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let (start, line) = request_line(buf)?;
     // Method and target end at the first two spaces, as httparse read them.
     let mut parts = line.splitn(3, |&b| b == b' ');
     let (method, target) = (parts.next().unwrap_or_default(), parts.next());

@@ -83,6 +83,23 @@ fn incomplete_and_too_large() {
         Some(MAX_HEAD_LEN)
     );
 
+    // A request line that does not end within the limit is a target too long (414), sent
+    // whole or not.
+    let mut target = b"\r\nGET /".to_vec();
+    target.resize(MAX_HEAD_LEN, b'a');
+    let mut headers = empty();
+    assert_eq!(
+        parse_request(&target, &mut headers).err(),
+        Some(HeadError::TargetTooLong)
+    );
+    target.extend_from_slice(b"aaaa HTTP/1.1\r\n\r\n");
+    let mut headers = empty();
+    assert_eq!(
+        parse_request(&target, &mut headers).err(),
+        Some(HeadError::TargetTooLong)
+    );
+    assert_eq!(HeadError::TargetTooLong.status(), 414);
+
     let mut partial = b"HTTP/1.1 200 OK\r\nA: ".to_vec();
     partial.resize(MAX_HEAD_LEN + 10, b'a');
     let mut headers = empty();
