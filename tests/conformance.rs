@@ -327,10 +327,64 @@ fn an_early_final_response_reaches_the_client() {
         head,
         "HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\n\r\n"
     );
-    // The rest of the body will not be read, so the edge closes after the response.
+    // More of the body is still to come than the edge drops to keep a connection, so it
+    // closes after the response.
     assert_eq!(read_to_close(&mut client, rest), b"too big!");
     let _ = client.shutdown(std::net::Shutdown::Both);
     sender.join().unwrap();
+    script.join().unwrap();
+}
+
+#[test]
+fn after_an_early_response_the_rest_of_the_body_is_dropped_and_the_connection_kept() {
+    // The origin answers without reading the body, then serves the client's next request (on
+    // a new connection: the first cannot carry another request).
+    let (origin, script) = scripted(|listener| {
+        let mut first = Vec::new();
+        for _ in 0..2 {
+            let mut conn = accept(&listener);
+            let (head, _) = read_head(&mut conn);
+            assert!(head.starts_with("POST /upload HTTP/1.1\r\n"), "{head}");
+            conn.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 6\r\n\r\nlog in")
+                .unwrap();
+            let mut next = accept(&listener);
+            let (head, _) = read_head(&mut next);
+            assert!(head.starts_with("GET /after HTTP/1.1\r\n"), "{head}");
+            // Closed after, so that the next round's request comes on a new connection.
+            next.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+                .unwrap();
+            first.push((conn, next));
+        }
+    });
+    let s = setup_to("early-401-kept", origin);
+    let chunked = "POST /upload HTTP/1.1\r\nHost: web.test\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let sized = "POST /upload HTTP/1.1\r\nHost: web.test\r\nContent-Length: 300000\r\n\r\n";
+    for (head, first, rest) in [
+        (sized, vec![b'x'; 1000], vec![b'y'; 299_000]),
+        (
+            chunked,
+            b"3e8\r\n".to_vec(),
+            [b"x".repeat(1000), b"\r\n0\r\n\r\n".to_vec()].concat(),
+        ),
+    ] {
+        let mut client = client(&s.edge);
+        client.write_all(head.as_bytes()).unwrap();
+        client.write_all(&first).unwrap();
+        let (head, got) = read_head(&mut client);
+        assert_eq!(
+            head,
+            "HTTP/1.1 401 Unauthorized\r\nContent-Length: 6\r\n\r\n"
+        );
+        assert_eq!(read_exact_after(&mut client, got, 6), b"log in");
+        // The rest of the body arrives after the answer; then the next request.
+        client.write_all(&rest).unwrap();
+        client
+            .write_all(b"GET /after HTTP/1.1\r\nHost: web.test\r\n\r\n")
+            .unwrap();
+        let (head, got) = read_head(&mut client);
+        assert_eq!(head, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
+        assert_eq!(read_exact_after(&mut client, got, 2), b"ok");
+    }
     script.join().unwrap();
 }
 

@@ -49,7 +49,7 @@ use super::upload::{race, until_hang_up, upload_body, Upload, Watched};
 use super::worker::{TunnelConn, Worker, WorkerMsg};
 use crate::http::{self, BodyFraming, HeadError, RequestHead, Version};
 use crate::quic::{RecvStream, SendStream, StreamError};
-use crate::runtime::io::{recv_ready, write_all};
+use crate::runtime::io::{read_more, recv_ready, write_all};
 use crate::runtime::recycle;
 use crate::tunnel::frame::{self, BodyLen, RequestLine, StreamKind};
 use crate::tunnel::splice::splice;
@@ -77,6 +77,9 @@ const OPEN_ATTEMPTS: usize = 3;
 
 /// How long an error page and the closing of a connection may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a closed connection goes on reading what its client still sends (see [`close`]).
+const LINGER: Duration = Duration::from_secs(2);
 
 /// How long opening a stream may wait for the connector's stream limit.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -204,7 +207,8 @@ pub async fn serve_client<S: ClientStream>(
         let request = match next.await {
             Some(Prepared::Ready(request)) => request,
             Some(Prepared::Refused(err)) => {
-                return write_error(&worker, &mut wr, &err, Instant::now()).await
+                let client = (&mut rd, &mut wr, buf);
+                return write_error(&worker, client, &err, Instant::now()).await;
             }
             Some(Prepared::Handoff(target)) => {
                 watch.disarm();
@@ -229,11 +233,14 @@ pub async fn serve_client<S: ClientStream>(
         (buf, head) = (bufs.read, bufs.head);
         match outcome {
             // The edge is stopping: the response said `Connection: close`.
-            Outcome::KeepAlive if worker.stop.is_set() => return close(&mut wr).await,
+            Outcome::KeepAlive if worker.stop.is_set() => {
+                return close(&mut rd, &mut wr, buf).await
+            }
             Outcome::KeepAlive => may_handoff = true,
-            Outcome::Close => return close(&mut wr).await,
+            Outcome::Close => return close(&mut rd, &mut wr, buf).await,
             Outcome::Failed(err) => {
-                return write_error(&worker, &mut wr, &err, request.started).await
+                let client = (&mut rd, &mut wr, buf);
+                return write_error(&worker, client, &err, request.started).await;
             }
             // Counted as nginx logs it; dropping the halves closes the socket.
             Outcome::ClientGone => {
@@ -615,17 +622,20 @@ async fn relay<S: ClientStream>(
     }
     let idle = worker.limits.idle_timeout;
     let client = rd.0.clone();
+    let discard = Cell::new(false);
     let watched = Watched {
         watch,
         client: &client,
         head_sent: &head_sent,
+        discard: &discard,
     };
     // The futures are built inline: one bound to a variable first would be stored twice.
     let raced = race(
         async {
             let uploaded = if has_body {
                 let counted = &worker.metrics.bytes_from_client;
-                upload_body(rd, buf, request.framing, &mut send, idle, counted).await
+                let framing = request.framing;
+                upload_body(rd, buf, framing, &mut send, idle, counted, &discard).await
             } else {
                 Upload::Done
             };
@@ -705,7 +715,7 @@ async fn open_stream(
 /// complete (or when reading it was given up).
 async fn write_error<S: ClientStream>(
     worker: &Worker,
-    wr: &mut WriteHalf<S>,
+    (rd, wr, buf): (&mut ReadHalf<S>, &mut WriteHalf<S>, BytesMut),
     err: &ProxyError,
     started: Instant,
 ) {
@@ -716,15 +726,36 @@ async fn write_error<S: ClientStream>(
     let written = monoio::time::timeout(CLOSE_TIMEOUT, write_all(wr, out.freeze())).await;
     worker.metrics.response(status, started);
     if matches!(written, Ok(Ok(()))) {
-        close(wr).await;
+        close(rd, wr, buf).await;
     }
 }
 
 /// Ends a client connection. A TLS close sends close_notify, which a client that stopped
 /// reading never makes room for, so the attempt is bounded and the socket simply dropped
-/// after it.
-async fn close<S: ClientStream>(wr: &mut WriteHalf<S>) {
-    let _ = monoio::time::timeout(CLOSE_TIMEOUT, wr.shutdown()).await;
+/// after it. Once the close went out, what the client still sends is read into `buf` and
+/// dropped until it closes too, for at most [`LINGER`]: closing a socket with unread bytes
+/// resets the connection, and a reset makes the client's system throw away what it had not
+/// read yet of the last response (an early 413 under a body still on its way, the error
+/// page for a head too large).
+async fn close<S: ClientStream>(rd: &mut ReadHalf<S>, wr: &mut WriteHalf<S>, buf: BytesMut) {
+    if !matches!(
+        monoio::time::timeout(CLOSE_TIMEOUT, wr.shutdown()).await,
+        Ok(Ok(()))
+    ) {
+        return;
+    }
+    let drain = async {
+        let mut buf = buf;
+        loop {
+            buf.clear();
+            let (read, back) = read_more(rd, buf).await;
+            buf = back;
+            if !matches!(read, Ok(n) if n > 0) {
+                return;
+            }
+        }
+    };
+    let _ = monoio::time::timeout(LINGER, drain).await;
 }
 
 /// Moves the client connection, with what was read of it, to the worker `target`.

@@ -223,7 +223,8 @@ pub fn client_head(
         BodyLen::Unknown => ClientFraming::Close,
     };
     // A response may start before the request body has all arrived (an echo, an early 413);
-    // if the body is still unfinished when the response ends, the proxy closes then.
+    // if the body is still unfinished when the response ends, its rest is dropped, and the
+    // connection closed if that is too long or slow (`upload.rs`).
     let keep_alive = keep_alive && framing != ClientFraming::Close;
 
     head.clear();

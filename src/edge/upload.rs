@@ -6,6 +6,11 @@
 //! the request, a look every [`HANG_UP_CHECK`] for a close or reset behind them
 //! ([`poll_hang_up`]). [`until_hang_up`] does only the periodic look, for upgrade requests,
 //! whose early bytes belong to the new protocol.
+//!
+//! A response may end before its request body has all arrived (an early 413 or 401). The
+//! rest of the body is then read and dropped, up to [`DISCARD_LIMIT`] bytes within
+//! [`DISCARD_TIME`], so that the connection can carry the client's next request, as nginx
+//! does with a body it does not need; past either limit the connection is closed.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -17,6 +22,7 @@ use bytes::BytesMut;
 
 use super::idle::{self, Watch};
 use super::proxy::ClientStream;
+use super::response::{Done, Failure};
 use crate::http::{BodyDecoder, BodyFraming};
 use crate::metrics::Counter;
 use crate::quic::SendStream;
@@ -28,12 +34,23 @@ type ReadHalf<S> = monoio::io::OwnedReadHalf<S>;
 /// while its response head is awaited (the rare case readiness cannot announce it).
 pub(super) const HANG_UP_CHECK: Duration = Duration::from_millis(250);
 
+/// How many bytes of a request body are read and dropped after its response ended, to keep
+/// the connection; a longer rest closes it.
+pub const DISCARD_LIMIT: u64 = 1024 * 1024;
+
+/// How long the rest of a request body may take to arrive after its response ended, to
+/// keep the connection.
+pub const DISCARD_TIME: Duration = Duration::from_secs(5);
+
 /// What [`race`] watches of the client besides the upload.
 pub(super) struct Watched<'a, 'p, S, F> {
     pub watch: &'a mut Watch<'p, S, F>,
     pub client: &'a idle::Shared<S>,
     /// Set once a response byte went out: from then on a write finds a gone client.
     pub head_sent: &'a Cell<bool>,
+    /// Set once the response ended before the upload: the upload drops the rest of the body
+    /// (see [`upload_body`]).
+    pub discard: &'a Cell<bool>,
 }
 
 /// Runs the upload and the download together until the download ends. A malformed request
@@ -41,6 +58,10 @@ pub(super) struct Watched<'a, 'p, S, F> {
 /// instead of whatever the origin makes of a cut-off body; so does a client whose socket
 /// fails (a reset) while it sends the body, which counts as gone (499), not as an error of
 /// the origin.
+///
+/// When the response ends first on a connection that is to stay open, the upload goes on
+/// dropping the rest of the body, for at most [`DISCARD_TIME`]: `Some(Upload::Done)` once it
+/// all arrived, else `None` (the connection then closes).
 ///
 /// The upload ends with whether the client's bytes were all used. If so, the client's
 /// readiness wait is armed and polled alongside until the response head goes out; when it
@@ -63,31 +84,39 @@ pub(super) fn race<'a, 'p, U, D, S, F>(
         check: None,
         uploaded: None,
         watching: false,
+        discarding: false,
         watched,
     }
 }
+
+/// How a [`race`] ended: how the upload ended, if it did, and how the download did; `Err`
+/// when the upload's end (a bad body, a stall, a client gone) ended it before the response.
+pub(super) type Raced = Result<(Option<Upload>, Result<Done, Failure>), Upload>;
 
 /// See [`race`].
 pub(super) struct Race<'a, 'p, U, D, S, F> {
     upload: U,
     download: D,
-    /// The periodic hang-up check, armed once the readiness wait fired on more bytes.
+    /// The periodic hang-up check, armed once the readiness wait fired on more bytes; while
+    /// the rest of the body is dropped, the time that may take.
     check: Option<monoio::time::Sleep>,
     /// How the upload ended, once it did (it is not polled again).
     uploaded: Option<Upload>,
     /// Whether the readiness wait is armed and polled here.
     watching: bool,
+    /// Whether the response ended first and the rest of the body is being dropped.
+    discarding: bool,
     watched: Watched<'a, 'p, S, F>,
 }
 
 impl<U, D, S, F> Future for Race<'_, '_, U, D, S, F>
 where
     U: Future<Output = (Upload, bool)>,
-    D: Future,
+    D: Future<Output = Result<Done, Failure>>,
     S: ClientStream,
     F: Future<Output = std::io::Result<()>>,
 {
-    type Output = Result<(Option<Upload>, D::Output), Upload>;
+    type Output = Raced;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // SAFETY: `upload`, `download` and `check` are pinned in place: they are never
@@ -106,7 +135,11 @@ where
             watch,
             client,
             head_sent,
+            discard,
         } = &mut this.watched;
+        if this.discarding {
+            return poll_discard(upload, check, cx);
+        }
         if this.uploaded.is_none() {
             if let Poll::Ready((up, quiet)) = upload.as_mut().poll(cx) {
                 let fatal = matches!(
@@ -122,7 +155,15 @@ where
             }
         }
         if let Poll::Ready(downloaded) = download.as_mut().poll(cx) {
-            return Poll::Ready(Ok((this.uploaded.take(), downloaded)));
+            if this.uploaded.is_some() || !matches!(downloaded, Ok(Done::Complete(true))) {
+                return Poll::Ready(Ok((this.uploaded.take(), downloaded)));
+            }
+            // The response ended first and the connection is to stay open: the rest of the
+            // body is dropped, if it comes in time.
+            this.discarding = true;
+            discard.set(true);
+            check.set(Some(monoio::time::sleep(DISCARD_TIME)));
+            return poll_discard(upload, check, cx);
         }
         if this.watching && !head_sent.get() && watch.poll_fired(cx).is_ready() {
             this.watching = false;
@@ -136,6 +177,24 @@ where
         }
         Poll::Pending
     }
+}
+
+/// The end of a race whose response ended first: `Some(Upload::Done)` once the rest of the
+/// body was read and dropped, `None` when that failed or outlasted `deadline`.
+fn poll_discard<U: Future<Output = (Upload, bool)>>(
+    upload: Pin<&mut U>,
+    deadline: Pin<&mut Option<monoio::time::Sleep>>,
+    cx: &mut Context<'_>,
+) -> Poll<Raced> {
+    let ended = match upload.poll(cx) {
+        Poll::Ready((Upload::Done, _)) => Some(Upload::Done),
+        Poll::Ready(_) => None,
+        Poll::Pending => match deadline.as_pin_mut().map(|sleep| sleep.poll(cx)) {
+            Some(Poll::Pending) => return Poll::Pending,
+            _ => None,
+        },
+    };
+    Poll::Ready(Ok((ended, Ok(Done::Complete(true)))))
 }
 
 /// Runs `download` to its end, looking every [`HANG_UP_CHECK`] until the response head went
@@ -196,7 +255,10 @@ pub(super) enum Upload {
 /// Stream reset code for a request body the client framed badly.
 const RESET_BAD_BODY: u32 = 1;
 
-/// Moves the client's request body into the stream.
+/// Moves the client's request body into the stream. Once the stream no longer takes it (the
+/// connector stopped it, having no use for the rest) or `discard` is set (the response
+/// ended), the rest is read and dropped, up to [`DISCARD_LIMIT`] bytes, so that the client's
+/// next request can follow on the connection: `Done` then means the body was all read.
 pub(super) async fn upload_body<S: ClientStream>(
     rd: &mut ReadHalf<S>,
     buf: &mut BytesMut,
@@ -204,8 +266,11 @@ pub(super) async fn upload_body<S: ClientStream>(
     send: &mut SendStream,
     idle: Duration,
     counted: &Counter,
+    discard: &Cell<bool>,
 ) -> Upload {
     let mut decoder = BodyDecoder::new(framing);
+    // Bytes dropped so far, once the stream failed.
+    let mut dropped: Option<u64> = None;
     loop {
         let next = monoio::time::timeout(idle, body_chunk(rd, buf, &mut decoder)).await;
         let Ok(next) = next else {
@@ -216,11 +281,22 @@ pub(super) async fn upload_body<S: ClientStream>(
         match next {
             Ok(Some(chunk)) => {
                 let len = chunk.len() as u64;
-                if send.write(chunk).await.is_err() {
-                    return Upload::Failed;
+                if dropped.is_none() && discard.get() {
+                    dropped = Some(0);
                 }
-                counted.add(len);
+                if let Some(dropped) = &mut dropped {
+                    *dropped += len;
+                    if *dropped > DISCARD_LIMIT {
+                        tracing::debug!("request body longer than its response needed");
+                        return Upload::Failed;
+                    }
+                } else if send.write(chunk).await.is_ok() {
+                    counted.add(len);
+                } else {
+                    dropped = Some(len);
+                }
             }
+            Ok(None) if dropped.is_some() || discard.get() => return Upload::Done,
             Ok(None) if send.finish().is_ok() => return Upload::Done,
             Ok(None) => return Upload::Failed,
             Err(err) if err.kind() == std::io::ErrorKind::InvalidData => {
