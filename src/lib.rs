@@ -33,7 +33,8 @@
 //!   it publishes to the data-plane workers.
 //! - [`edge`]: the edge's data plane: public HTTP and HTTPS listeners per worker (HTTPS
 //!   certificates chosen by SNI), the tunnel listener, the proxy that turns one client
-//!   request into one tunnel stream, and the choice of the tunnel connection for each
+//!   request into one tunnel stream (and closes a client connection without resetting it
+//!   under its last response, `edge/close.rs`), and the choice of the tunnel connection for each
 //!   request ([`edge::pick`]: the least loaded replica, and inside it one connection while
 //!   it stays fresh and within a slack, so that requests share datagrams; never one whose
 //!   sent requests went unanswered while another connection answers).

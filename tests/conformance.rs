@@ -5,76 +5,12 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
+use common::script::*;
 use common::*;
-
-fn setup_to(name: &str, origin: SocketAddr) -> Setup {
-    setup_with(name, &origin_rule(origin), &[])
-}
-
-/// Runs `script` on a listener of its own; the returned handle re-raises its panics.
-fn scripted(script: impl FnOnce(TcpListener) + Send + 'static) -> (SocketAddr, JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    (addr, std::thread::spawn(move || script(listener)))
-}
-
-fn accept(listener: &TcpListener) -> TcpStream {
-    let (stream, _) = listener.accept().unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream
-}
-
-/// Reads up to and including the blank line that ends a head; returns the head and any
-/// bytes read past it.
-fn read_head(stream: &mut TcpStream) -> (String, Vec<u8>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let rest = buf.split_off(end + 4);
-            return (String::from_utf8(buf).unwrap(), rest);
-        }
-        let n = stream.read(&mut chunk).unwrap();
-        assert!(
-            n > 0,
-            "closed before the end of a head: {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Reads exactly `n` bytes, starting with `have`.
-fn read_exact_after(stream: &mut TcpStream, mut have: Vec<u8>, n: usize) -> Vec<u8> {
-    let mut chunk = vec![0u8; 64 * 1024];
-    while have.len() < n {
-        let got = stream.read(&mut chunk).unwrap();
-        assert!(got > 0, "closed after {} of {n} bytes", have.len());
-        have.extend_from_slice(&chunk[..got]);
-    }
-    have
-}
-
-/// Reads until the peer closes.
-fn read_to_close(stream: &mut TcpStream, mut have: Vec<u8>) -> Vec<u8> {
-    stream.read_to_end(&mut have).unwrap();
-    have
-}
-
-fn client(edge: &Edge) -> TcpStream {
-    let stream = TcpStream::connect(edge.http).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream
-}
 
 #[test]
 fn request_and_response_fields_are_forwarded_exactly() {
@@ -291,100 +227,6 @@ fn expect_100_continue_goes_through_without_deadlock() {
     client.write_all(b"12345").unwrap();
     let (head, _) = read_head(&mut client);
     assert_eq!(head, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
-    script.join().unwrap();
-}
-
-#[test]
-fn an_early_final_response_reaches_the_client() {
-    let (origin, script) = scripted(|listener| {
-        let mut conn = accept(&listener);
-        let _ = read_head(&mut conn);
-        conn.write_all(
-            b"HTTP/1.1 413 Content Too Large\r\nConnection: close\r\n\
-              Content-Length: 8\r\n\r\ntoo big!",
-        )
-        .unwrap();
-        std::thread::sleep(Duration::from_millis(200));
-    });
-    let s = setup_to("early-413", origin);
-    let mut client = client(&s.edge);
-    client
-        .write_all(b"POST /x HTTP/1.1\r\nHost: web.test\r\nContent-Length: 50000000\r\n\r\n")
-        .unwrap();
-    // Keep sending; the answer must arrive while the body is still on its way.
-    let writer = client.try_clone().unwrap();
-    let sender = std::thread::spawn(move || {
-        let mut writer = writer;
-        let block = vec![b'x'; 64 * 1024];
-        for _ in 0..50 {
-            if writer.write_all(&block).is_err() {
-                return;
-            }
-        }
-    });
-    let (head, rest) = read_head(&mut client);
-    assert_eq!(
-        head,
-        "HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\n\r\n"
-    );
-    // More of the body is still to come than the edge drops to keep a connection, so it
-    // closes after the response.
-    assert_eq!(read_to_close(&mut client, rest), b"too big!");
-    let _ = client.shutdown(std::net::Shutdown::Both);
-    sender.join().unwrap();
-    script.join().unwrap();
-}
-
-#[test]
-fn after_an_early_response_the_rest_of_the_body_is_dropped_and_the_connection_kept() {
-    // The origin answers without reading the body, then serves the client's next request (on
-    // a new connection: the first cannot carry another request).
-    let (origin, script) = scripted(|listener| {
-        let mut first = Vec::new();
-        for _ in 0..2 {
-            let mut conn = accept(&listener);
-            let (head, _) = read_head(&mut conn);
-            assert!(head.starts_with("POST /upload HTTP/1.1\r\n"), "{head}");
-            conn.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 6\r\n\r\nlog in")
-                .unwrap();
-            let mut next = accept(&listener);
-            let (head, _) = read_head(&mut next);
-            assert!(head.starts_with("GET /after HTTP/1.1\r\n"), "{head}");
-            // Closed after, so that the next round's request comes on a new connection.
-            next.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
-                .unwrap();
-            first.push((conn, next));
-        }
-    });
-    let s = setup_to("early-401-kept", origin);
-    let chunked = "POST /upload HTTP/1.1\r\nHost: web.test\r\nTransfer-Encoding: chunked\r\n\r\n";
-    let sized = "POST /upload HTTP/1.1\r\nHost: web.test\r\nContent-Length: 300000\r\n\r\n";
-    for (head, first, rest) in [
-        (sized, vec![b'x'; 1000], vec![b'y'; 299_000]),
-        (
-            chunked,
-            b"3e8\r\n".to_vec(),
-            [b"x".repeat(1000), b"\r\n0\r\n\r\n".to_vec()].concat(),
-        ),
-    ] {
-        let mut client = client(&s.edge);
-        client.write_all(head.as_bytes()).unwrap();
-        client.write_all(&first).unwrap();
-        let (head, got) = read_head(&mut client);
-        assert_eq!(
-            head,
-            "HTTP/1.1 401 Unauthorized\r\nContent-Length: 6\r\n\r\n"
-        );
-        assert_eq!(read_exact_after(&mut client, got, 6), b"log in");
-        // The rest of the body arrives after the answer; then the next request.
-        client.write_all(&rest).unwrap();
-        client
-            .write_all(b"GET /after HTTP/1.1\r\nHost: web.test\r\n\r\n")
-            .unwrap();
-        let (head, got) = read_head(&mut client);
-        assert_eq!(head, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
-        assert_eq!(read_exact_after(&mut client, got, 2), b"ok");
-    }
     script.join().unwrap();
 }
 

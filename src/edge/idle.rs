@@ -236,6 +236,18 @@ pub fn hung_up(socket: &impl AsRawFd) -> bool {
     ready > 0 && poll.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }
 
+/// Bytes written to `socket` that its peer has not acknowledged yet (sent or not).
+pub fn unacknowledged(socket: &impl AsRawFd) -> usize {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ for a TCP socket) writes one int through the pointer, which
+    // is valid for the call.
+    let ok = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    match ok {
+        0 => usize::try_from(queued).unwrap_or(0),
+        _ => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;

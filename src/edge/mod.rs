@@ -13,6 +13,7 @@
 //! connector cannot aim a connection at a chosen worker; the kernel's `SO_REUSEPORT` hash
 //! spreads them and the handoff covers requests that land elsewhere.
 
+mod close;
 pub mod config;
 pub mod drain;
 pub mod error;

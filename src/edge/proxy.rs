@@ -42,14 +42,15 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, S
 use monoio::net::TcpStream;
 use uuid::Uuid;
 
-use super::error::{page, ProxyError};
+use super::close::{close, write_error};
+use super::error::ProxyError;
 use super::idle::{self, Watch};
 use super::response::{self, Done, Exchange, Failure};
-use super::upload::{race, until_hang_up, upload_body, Upload, Watched};
+use super::upload::{race, until_hang_up, upload_body, BodyFlags, Upload, Watched};
 use super::worker::{TunnelConn, Worker, WorkerMsg};
 use crate::http::{self, BodyFraming, HeadError, RequestHead, Version};
 use crate::quic::{RecvStream, SendStream, StreamError};
-use crate::runtime::io::{read_more, recv_ready, write_all};
+use crate::runtime::io::recv_ready;
 use crate::runtime::recycle;
 use crate::tunnel::frame::{self, BodyLen, RequestLine, StreamKind};
 use crate::tunnel::splice::splice;
@@ -74,12 +75,6 @@ impl Default for ClientLimits {
 
 /// How many tunnel connections a request tries before giving up on opening a stream.
 const OPEN_ATTEMPTS: usize = 3;
-
-/// How long an error page and the closing of a connection may take.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How long a closed connection goes on reading what its client still sends (see [`close`]).
-const LINGER: Duration = Duration::from_secs(2);
 
 /// How long opening a stream may wait for the connector's stream limit.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -150,6 +145,8 @@ struct Request {
     keep_alive: bool,
     is_head: bool,
     upgrade: bool,
+    /// The request has a body and asked for `100 Continue` before sending it.
+    expects_continue: bool,
     /// Sending the request twice is harmless ([`may_resend`]).
     resendable: bool,
     /// When the head was complete: request latency counts from here.
@@ -404,9 +401,19 @@ fn prepare(
         keep_alive: http::head::keep_alive(head.version, head.headers),
         is_head: head.method == "HEAD",
         upgrade,
+        expects_continue: body != BodyLen::Empty && expects_continue(head.version, head.headers),
         resendable: may_resend(head.method, body, upgrade),
         started,
     })
+}
+
+/// Whether an HTTP/1.1 request asks for `100 Continue` before it sends its body (RFC 9110
+/// 10.1.1; HTTP/1.0 clients do not wait for it).
+fn expects_continue(version: Version, headers: &[httparse::Header<'_>]) -> bool {
+    version == Version::Http11
+        && headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("expect") && h.value.eq_ignore_ascii_case(b"100-continue")
+        })
 }
 
 /// The authority and origin-form path of a request: from an absolute-form target when the
@@ -571,6 +578,10 @@ async fn relay<S: ClientStream>(
         Err(err) => return Ok(Outcome::Failed(ProxyError::Tunnel(err.to_string()))),
     }
     let head_sent = Cell::new(false);
+    let flags = BodyFlags {
+        discard: Cell::new(false),
+        may_skip: Cell::new(request.expects_continue),
+    };
     let has_body = matches!(request.framing, BodyFraming::Chunked)
         || matches!(request.framing, BodyFraming::Length(n) if n > 0);
     let exchange = Exchange {
@@ -579,6 +590,7 @@ async fn relay<S: ClientStream>(
         is_head: request.is_head,
         upgrade: request.upgrade,
         head_sent: &head_sent,
+        may_skip_body: &flags.may_skip,
         write_timeout: worker.limits.idle_timeout,
         stop: &worker.stop,
         metrics: &worker.metrics,
@@ -622,12 +634,11 @@ async fn relay<S: ClientStream>(
     }
     let idle = worker.limits.idle_timeout;
     let client = rd.0.clone();
-    let discard = Cell::new(false);
     let watched = Watched {
         watch,
         client: &client,
         head_sent: &head_sent,
-        discard: &discard,
+        discard: &flags.discard,
     };
     // The futures are built inline: one bound to a variable first would be stored twice.
     let raced = race(
@@ -635,7 +646,7 @@ async fn relay<S: ClientStream>(
             let uploaded = if has_body {
                 let counted = &worker.metrics.bytes_from_client;
                 let framing = request.framing;
-                upload_body(rd, buf, framing, &mut send, idle, counted, &discard).await
+                upload_body(rd, buf, framing, &mut send, idle, counted, &flags).await
             } else {
                 Upload::Done
             };
@@ -709,53 +720,6 @@ async fn open_stream(
         }
         attempt += 1;
     }
-}
-
-/// Answers with the error's page and closes; `started` is when the request's head was
-/// complete (or when reading it was given up).
-async fn write_error<S: ClientStream>(
-    worker: &Worker,
-    (rd, wr, buf): (&mut ReadHalf<S>, &mut WriteHalf<S>, BytesMut),
-    err: &ProxyError,
-    started: Instant,
-) {
-    let (status, title, detail) = page(err);
-    tracing::debug!(status, "{detail}");
-    let mut out = BytesMut::with_capacity(1024);
-    http::pages::error_response(&mut out, status, title, &detail, true);
-    let written = monoio::time::timeout(CLOSE_TIMEOUT, write_all(wr, out.freeze())).await;
-    worker.metrics.response(status, started);
-    if matches!(written, Ok(Ok(()))) {
-        close(rd, wr, buf).await;
-    }
-}
-
-/// Ends a client connection. A TLS close sends close_notify, which a client that stopped
-/// reading never makes room for, so the attempt is bounded and the socket simply dropped
-/// after it. Once the close went out, what the client still sends is read into `buf` and
-/// dropped until it closes too, for at most [`LINGER`]: closing a socket with unread bytes
-/// resets the connection, and a reset makes the client's system throw away what it had not
-/// read yet of the last response (an early 413 under a body still on its way, the error
-/// page for a head too large).
-async fn close<S: ClientStream>(rd: &mut ReadHalf<S>, wr: &mut WriteHalf<S>, buf: BytesMut) {
-    if !matches!(
-        monoio::time::timeout(CLOSE_TIMEOUT, wr.shutdown()).await,
-        Ok(Ok(()))
-    ) {
-        return;
-    }
-    let drain = async {
-        let mut buf = buf;
-        loop {
-            buf.clear();
-            let (read, back) = read_more(rd, buf).await;
-            buf = back;
-            if !matches!(read, Ok(n) if n > 0) {
-                return;
-            }
-        }
-    };
-    let _ = monoio::time::timeout(LINGER, drain).await;
 }
 
 /// Moves the client connection, with what was read of it, to the worker `target`.

@@ -26,6 +26,9 @@ pub struct Exchange<'a> {
     pub upgrade: bool,
     /// Set once any response byte went to the client; an error page is impossible after.
     pub head_sent: &'a Cell<bool>,
+    /// Set while the client may not send the body it announced (see
+    /// `upload::BodyFlags::may_skip`): a final response then closes the connection.
+    pub may_skip_body: &'a Cell<bool>,
     /// A client that accepts no bytes for this long is dropped: its stream would otherwise
     /// pin a stream window of the tunnel connection indefinitely.
     pub write_timeout: std::time::Duration,
@@ -116,6 +119,9 @@ pub async fn download<W: AsyncWriteRent>(
         // the final response follows on the same stream.
         if (100..200).contains(&status) {
             if exchange.version == Version::Http11 && status != 101 {
+                if status == 100 {
+                    exchange.may_skip_body.set(false);
+                }
                 let mut head = BytesMut::with_capacity(128);
                 head.put_slice(b"HTTP/1.1 ");
                 put_status(&mut head, status);
@@ -177,7 +183,8 @@ async fn final_response<W: AsyncWriteRent>(
         .metrics
         .origin_latency
         .observe(exchange.opened.elapsed());
-    let keep_alive = exchange.keep_alive && !exchange.stop.is_set();
+    let keep_alive =
+        exchange.keep_alive && !exchange.stop.is_set() && !exchange.may_skip_body.get();
     let (framing, keep_alive) = client_head(
         head,
         response,

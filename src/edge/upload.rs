@@ -42,6 +42,17 @@ pub const DISCARD_LIMIT: u64 = 1024 * 1024;
 /// keep the connection.
 pub const DISCARD_TIME: Duration = Duration::from_secs(5);
 
+/// What the upload of a request body and the download of its response tell each other.
+pub(super) struct BodyFlags {
+    /// Set once the response ended before the upload: the rest of the body is dropped.
+    pub discard: Cell<bool>,
+    /// Set while a client that asked for `100 Continue` may not send its body at all: no 100
+    /// went to it and no body byte came from it. Its final response then closes the
+    /// connection (RFC 9110 10.1.1), as what it sends next may be the body or, after a 417,
+    /// the request again.
+    pub may_skip: Cell<bool>,
+}
+
 /// What [`race`] watches of the client besides the upload.
 pub(super) struct Watched<'a, 'p, S, F> {
     pub watch: &'a mut Watch<'p, S, F>,
@@ -256,8 +267,8 @@ pub(super) enum Upload {
 const RESET_BAD_BODY: u32 = 1;
 
 /// Moves the client's request body into the stream. Once the stream no longer takes it (the
-/// connector stopped it, having no use for the rest) or `discard` is set (the response
-/// ended), the rest is read and dropped, up to [`DISCARD_LIMIT`] bytes, so that the client's
+/// connector stopped it, having no use for the rest) or `flags.discard` is set (the
+/// response ended), the rest is read and dropped, up to [`DISCARD_LIMIT`] bytes, so that the client's
 /// next request can follow on the connection: `Done` then means the body was all read.
 pub(super) async fn upload_body<S: ClientStream>(
     rd: &mut ReadHalf<S>,
@@ -266,8 +277,9 @@ pub(super) async fn upload_body<S: ClientStream>(
     send: &mut SendStream,
     idle: Duration,
     counted: &Counter,
-    discard: &Cell<bool>,
+    flags: &BodyFlags,
 ) -> Upload {
+    let discard = &flags.discard;
     let mut decoder = BodyDecoder::new(framing);
     // Bytes dropped so far, once the stream failed.
     let mut dropped: Option<u64> = None;
@@ -281,6 +293,7 @@ pub(super) async fn upload_body<S: ClientStream>(
         match next {
             Ok(Some(chunk)) => {
                 let len = chunk.len() as u64;
+                flags.may_skip.set(false);
                 if dropped.is_none() && discard.get() {
                     dropped = Some(0);
                 }

@@ -184,11 +184,17 @@ fn incomplete_request<T>(buf: &[u8]) -> Result<Option<T>, HeadError> {
     incomplete(buf).map_err(|_| too_large_request(buf))
 }
 
-/// The error for a request head over [`MAX_HEAD_LEN`]: 414 when its request line alone does
-/// not end within the limit, else 431.
+/// The error for a request head over [`MAX_HEAD_LEN`]: 414 when its request line, with its
+/// line end, does not end within the limit, else 431. Either way the same, however the
+/// head was split into reads.
 fn too_large_request(buf: &[u8]) -> HeadError {
-    match request_line(buf) {
-        Some((start, line)) if start + line.len() < MAX_HEAD_LEN => HeadError::TooLarge,
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n');
+    let end = start.and_then(|start| {
+        let lf = buf[start..].iter().position(|&b| b == b'\n')?;
+        Some(start + lf + 1)
+    });
+    match end {
+        Some(end) if end <= MAX_HEAD_LEN => HeadError::TooLarge,
         _ => HeadError::TargetTooLong,
     }
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use adit::http::{self, BodyDecoder, MAX_HEADERS};
 
 pub mod cdp;
+pub mod script;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_adit");
 

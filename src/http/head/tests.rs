@@ -100,6 +100,29 @@ fn incomplete_and_too_large() {
     );
     assert_eq!(HeadError::TargetTooLong.status(), 414);
 
+    // A line whose end falls just past the limit is 414 however it was split: whole, cut
+    // after its CR, or cut before its CR and complete in the next read.
+    let mut line = b"GET /".to_vec();
+    line.resize(MAX_HEAD_LEN - 1 - b" HTTP/1.1".len(), b'a');
+    line.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+    for cut in [line.len(), MAX_HEAD_LEN, MAX_HEAD_LEN - 1] {
+        let mut headers = empty();
+        let parsed = parse_request(&line[..cut], &mut headers);
+        let expected = match cut {
+            c if c < MAX_HEAD_LEN => None,
+            _ => Some(HeadError::TargetTooLong),
+        };
+        assert_eq!(parsed.err(), expected, "cut at {cut}");
+    }
+    // One whose end falls exactly at the limit leaves no room for fields: 431.
+    line.truncate(MAX_HEAD_LEN - 2 - b" HTTP/1.1".len());
+    line.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+    let mut headers = empty();
+    assert_eq!(
+        parse_request(&line, &mut headers).err(),
+        Some(HeadError::TooLarge)
+    );
+
     let mut partial = b"HTTP/1.1 200 OK\r\nA: ".to_vec();
     partial.resize(MAX_HEAD_LEN + 10, b'a');
     let mut headers = empty();
