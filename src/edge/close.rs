@@ -5,7 +5,8 @@
 //! reset, and a reset makes the client's system throw away what it had not read yet, which
 //! may be the end of the last response. So after its close goes out, the edge reads and
 //! drops what the client still sends until the client closes too: for [`LINGER`] once the
-//! client has acknowledged every byte written to it, and for at most [`LINGER_MAX`] in all.
+//! client has acknowledged every byte written to it or has stopped taking any in, and for at
+//! most [`LINGER_MAX`] in all.
 
 use std::time::{Duration, Instant};
 
@@ -26,7 +27,8 @@ type WriteHalf<S> = OwnedWriteHalf<S>;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a closed connection goes on reading what its client still sends once the client
-/// has all of the last response.
+/// has all of the last response; also how long a client may take in nothing of it before
+/// the edge stops waiting.
 const LINGER: Duration = Duration::from_secs(2);
 
 /// How long a closed connection reads what its client sends at most, while the client is
@@ -82,11 +84,16 @@ pub(super) async fn close<S: ClientStream>(
     };
     let mut drain = std::pin::pin!(drain);
     let until = Instant::now() + LINGER_MAX;
+    let mut owed = usize::MAX;
     while monoio::time::timeout(LINGER, drain.as_mut()).await.is_err() {
         // SAFETY: as in `idle::readiness`; the look only asks the descriptor its queue.
         let socket = unsafe { &*client.get() }.socket();
-        if idle::unacknowledged(socket) == 0 || Instant::now() >= until {
+        let left = idle::unacknowledged(socket);
+        // Done once the client has it all, has taken nothing in for a while (it stopped
+        // reading: waiting longer helps nobody), or the time is up.
+        if left == 0 || left >= owed || Instant::now() >= until {
             return;
         }
+        owed = left;
     }
 }
