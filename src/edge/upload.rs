@@ -36,11 +36,11 @@ pub(super) const HANG_UP_CHECK: Duration = Duration::from_millis(250);
 
 /// How many bytes of a request body are read and dropped after its response ended, to keep
 /// the connection; a longer rest closes it.
-pub const DISCARD_LIMIT: u64 = 1024 * 1024;
+pub(super) const DISCARD_LIMIT: u64 = 1024 * 1024;
 
 /// How long the rest of a request body may take to arrive after its response ended, to
 /// keep the connection.
-pub const DISCARD_TIME: Duration = Duration::from_secs(5);
+pub(super) const DISCARD_TIME: Duration = Duration::from_secs(5);
 
 /// What the upload of a request body and the download of its response tell each other.
 pub(super) struct BodyFlags {
@@ -253,7 +253,8 @@ fn poll_hang_up<S: ClientStream>(
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Upload {
     Done,
-    /// The tunnel side failed or the origin stopped reading.
+    /// The tunnel side failed or the origin stopped reading, or (with the stream no longer
+    /// taking the body) more than [`DISCARD_LIMIT`] bytes of it were left.
     Failed,
     /// The client's body framing was malformed.
     BadBody(String),
@@ -268,8 +269,9 @@ const RESET_BAD_BODY: u32 = 1;
 
 /// Moves the client's request body into the stream. Once the stream no longer takes it (the
 /// connector stopped it, having no use for the rest) or `flags.discard` is set (the
-/// response ended), the rest is read and dropped, up to [`DISCARD_LIMIT`] bytes, so that the client's
-/// next request can follow on the connection: `Done` then means the body was all read.
+/// response ended), the rest is read and dropped, up to [`DISCARD_LIMIT`] bytes, so that the
+/// client's next request can follow on the connection: `Done` then means the body was all
+/// read.
 pub(super) async fn upload_body<S: ClientStream>(
     rd: &mut ReadHalf<S>,
     buf: &mut BytesMut,
@@ -279,9 +281,8 @@ pub(super) async fn upload_body<S: ClientStream>(
     counted: &Counter,
     flags: &BodyFlags,
 ) -> Upload {
-    let discard = &flags.discard;
     let mut decoder = BodyDecoder::new(framing);
-    // Bytes dropped so far, once the stream failed.
+    // Bytes dropped so far, once the stream stopped taking them or the response ended.
     let mut dropped: Option<u64> = None;
     loop {
         let next = monoio::time::timeout(idle, body_chunk(rd, buf, &mut decoder)).await;
@@ -294,22 +295,18 @@ pub(super) async fn upload_body<S: ClientStream>(
             Ok(Some(chunk)) => {
                 let len = chunk.len() as u64;
                 flags.may_skip.set(false);
-                if dropped.is_none() && discard.get() {
-                    dropped = Some(0);
-                }
-                if let Some(dropped) = &mut dropped {
-                    *dropped += len;
-                    if *dropped > DISCARD_LIMIT {
-                        tracing::debug!("request body longer than its response needed");
-                        return Upload::Failed;
-                    }
-                } else if send.write(chunk).await.is_ok() {
+                if dropped.is_none() && !flags.discard.get() && send.write(chunk).await.is_ok() {
                     counted.add(len);
-                } else {
-                    dropped = Some(len);
+                    continue;
+                }
+                let total = dropped.get_or_insert(0);
+                *total += len;
+                if *total > DISCARD_LIMIT {
+                    tracing::debug!("request body longer than its response needed");
+                    return Upload::Failed;
                 }
             }
-            Ok(None) if dropped.is_some() || discard.get() => return Upload::Done,
+            Ok(None) if dropped.is_some() || flags.discard.get() => return Upload::Done,
             Ok(None) if send.finish().is_ok() => return Upload::Done,
             Ok(None) => return Upload::Failed,
             Err(err) if err.kind() == std::io::ErrorKind::InvalidData => {

@@ -188,24 +188,20 @@ fn incomplete_request<T>(buf: &[u8]) -> Result<Option<T>, HeadError> {
 /// line end, does not end within the limit, else 431. Either way the same, however the
 /// head was split into reads.
 fn too_large_request(buf: &[u8]) -> HeadError {
-    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n');
-    let end = start.and_then(|start| {
-        let lf = buf[start..].iter().position(|&b| b == b'\n')?;
-        Some(start + lf + 1)
-    });
-    match end {
-        Some(end) if end <= MAX_HEAD_LEN => HeadError::TooLarge,
+    match request_line(buf) {
+        Some((_, _, end)) if end <= MAX_HEAD_LEN => HeadError::TooLarge,
         _ => HeadError::TargetTooLong,
     }
 }
 
-/// The first line of a request, without its line end, once it is whole. Empty lines before
-/// it are skipped, as httparse skips them.
-fn request_line(buf: &[u8]) -> Option<(usize, &[u8])> {
+/// The first line of a request once it is whole: where it starts, the line without its line
+/// end, and where the next line starts. Empty lines before it are skipped, as httparse
+/// skips them.
+fn request_line(buf: &[u8]) -> Option<(usize, &[u8], usize)> {
     let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
-    let end = start + buf[start..].iter().position(|&b| b == b'\n')?;
-    let line = &buf[start..end];
-    Some((start, line.strip_suffix(b"\r").unwrap_or(line)))
+    let lf = start + buf[start..].iter().position(|&b| b == b'\n')?;
+    let line = &buf[start..lf];
+    Some((start, line.strip_suffix(b"\r").unwrap_or(line), lf + 1))
 }
 
 fn parse_error(e: httparse::Error) -> HeadError {
@@ -227,7 +223,7 @@ fn parse_error(e: httparse::Error) -> HeadError {
 /// above HTTP/1.1 (served as 1.1), a target with a space in it (the rest of the target reads
 /// as the version), or something that is no version at all.
 fn request_version_error(buf: &[u8]) -> Option<HeadError> {
-    let (start, line) = request_line(buf)?;
+    let (start, line, _) = request_line(buf)?;
     // Method and target end at the first two spaces, as httparse read them.
     let mut parts = line.splitn(3, |&b| b == b' ');
     let (method, target) = (parts.next().unwrap_or_default(), parts.next());
