@@ -1,7 +1,7 @@
 //! Answers that end before their request does, and how the edge closes client connections:
 //! the rest of a body dropped to keep the connection, `Connection: close` when the client
-//! may never send its body, and closes that never reset a connection under its last
-//! response.
+//! may never send its body, closes that never reset a connection under its last response,
+//! and responses the origin cuts short.
 
 mod common;
 
@@ -196,5 +196,40 @@ fn a_client_that_reads_its_last_response_slowly_gets_all_of_it() {
     assert!(got.iter().all(|&b| b == b'r'));
     let _ = client.shutdown(Shutdown::Both);
     junk.join().unwrap();
+    script.join().unwrap();
+}
+
+#[test]
+fn a_response_the_origin_cuts_short_reaches_the_client_to_its_last_byte() {
+    // The origin promises 1 MiB, sends 100,000 bytes and closes. Every one of them reaches
+    // the client, and then the connection closes, as the body cannot be completed.
+    const PROMISED: usize = 1 << 20;
+    const SENT: usize = 100_000;
+    const ROUNDS: usize = 3;
+    let (origin, script) = scripted(|listener| {
+        for _ in 0..ROUNDS {
+            let mut conn = accept(&listener);
+            let _ = read_head(&mut conn);
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {PROMISED}\r\n\r\n");
+            conn.write_all(head.as_bytes()).unwrap();
+            let body: Vec<u8> = (0..SENT).map(|i| (i % 251) as u8).collect();
+            conn.write_all(&body).unwrap();
+        }
+    });
+    let s = setup_to("cut-short", origin);
+    for _ in 0..ROUNDS {
+        let mut client = client(&s.edge);
+        client
+            .write_all(b"GET /cut HTTP/1.1\r\nHost: web.test\r\n\r\n")
+            .unwrap();
+        let (head, rest) = read_head(&mut client);
+        assert_eq!(
+            head,
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {PROMISED}\r\n\r\n")
+        );
+        let body = read_to_close(&mut client, rest);
+        assert_eq!(body.len(), SENT);
+        assert!(body.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+    }
     script.join().unwrap();
 }

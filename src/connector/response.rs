@@ -23,7 +23,8 @@ pub enum Failure {
     /// The connection was closed before any response byte arrived.
     NoResponse,
     Origin(ErrorCode, String),
-    /// The response broke off after its head went to the edge; the stream was reset.
+    /// The response broke off after its head went to the edge; the stream was reset, or
+    /// finished short of its declared length.
     AfterHead,
     /// The edge stopped the stream before the head (its client hung up); the stream was
     /// reset and nothing more is owed to it.
@@ -119,7 +120,7 @@ pub async fn relay_body(
             Err(err) => {
                 let service = &rule.service;
                 tracing::debug!("response body from origin {service} broke off: {err}");
-                send.reset(RESET_ORIGIN);
+                broke_off(send, head.framing);
                 return Err(Failure::AfterHead);
             }
         }
@@ -128,6 +129,19 @@ pub async fn relay_body(
         return Err(Failure::AfterHead);
     }
     Ok(head.keep_alive && head.framing != BodyFraming::UntilClose && buf.is_empty())
+}
+
+/// Ends the stream of a body the origin broke off. A reset makes the edge's QUIC stack
+/// throw away what it received of the stream but has not passed on yet, so the client
+/// would lose body bytes the origin did send. Under a declared length the edge tells a short
+/// body from a whole one by itself: the stream is finished, and the edge forwards every
+/// byte and then closes the client connection. A chunked or close-delimited body has no
+/// length to check against, so only a reset can say that it is broken.
+fn broke_off(send: &mut SendStream, framing: BodyFraming) {
+    match framing {
+        BodyFraming::Length(_) if send.finish().is_ok() => {}
+        _ => send.reset(RESET_ORIGIN),
+    }
 }
 
 /// Reads one response head and encodes its frame.
