@@ -265,3 +265,100 @@ fn an_unreachable_origin_is_reported_with_502() {
         (log.contains("502 Bad Gateway") && log.contains(&format!("tcp://{dead}"))).then_some(())
     });
 }
+
+#[test]
+fn a_client_that_resets_while_its_echo_is_unread_ends_the_origin_connection() {
+    // The client sends and never reads, so the echo backs up from the client's socket all
+    // the way to the origin, whose writes stop; then the client resets. The origin
+    // connection must end: the access client reads on (dropping the echo) until it sees the
+    // reset, instead of leaving everything between blocked for ever.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let echo = listener.local_addr().unwrap();
+    let (ended_tx, ended) = crossbeam_channel::bounded(1);
+    let origin = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(40)))
+            .unwrap();
+        conn.set_write_timeout(Some(Duration::from_secs(40)))
+            .unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) if conn.write_all(&buf[..n]).is_err() => break,
+                Ok(_) => {}
+            }
+        }
+        let _ = ended_tx.send(Instant::now());
+    });
+    let s = setup("access-reset", &format!("tcp://{echo}"));
+    let (_access, addr) = s.listener(HOST);
+
+    let mut client = connect(addr);
+    client
+        .set_write_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let block = pattern(64 * 1024);
+    let mut sent = 0;
+    // Until the writes stall (everything between is full), at most 64 MiB.
+    while sent < 64 << 20 && client.write_all(&block).is_ok() {
+        sent += block.len();
+    }
+    assert!(sent >= 1 << 20, "only {sent} bytes went out");
+    // Unread bytes in its receive queue make the close a reset.
+    let reset_at = Instant::now();
+    drop(client);
+    let ended = ended
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the origin connection was still open 20 s after the client's reset");
+    assert!(ended.duration_since(reset_at) < Duration::from_secs(20));
+    origin.join().unwrap();
+}
+
+#[test]
+fn an_origin_reset_ends_the_carried_connection_both_ways() {
+    // The origin sends 1 MiB and then resets: the client gets every byte, and then the end
+    // of both directions (not a half-close that goes on taking its bytes); in stdio mode the
+    // process exits with an error while its standard input is still open.
+    const SIZE: usize = 1 << 20;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.write_all(&pattern(SIZE)).unwrap();
+            // Time for every byte to leave the origin's socket before the reset.
+            std::thread::sleep(Duration::from_secs(1));
+            reset_on_close(&conn);
+            drop(conn);
+        }
+    });
+    let s = setup("access-origin-reset", &format!("tcp://{origin}"));
+
+    let (_access, addr) = s.listener(HOST);
+    let mut client = connect(addr);
+    assert!(read_exact(&mut client, SIZE) == pattern(SIZE));
+    let mut rest = Vec::new();
+    let _ = client.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{} bytes after the end", rest.len());
+    let ended = Instant::now();
+    while client.write_all(b"still there?").is_ok() {
+        assert!(
+            ended.elapsed() < Duration::from_secs(10),
+            "the access client still takes bytes 10 s after the origin's reset"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let mut access = s.stdio(HOST);
+    let _stdin = access.0.as_mut().unwrap().stdin.take();
+    let (code, out, err) = access.finish(Duration::from_secs(20));
+    assert_eq!(out.len(), SIZE);
+    assert!(out == pattern(SIZE));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("error: the service's connection broke off (WebSocket close 1011)"),
+        "{err}"
+    );
+    server.join().unwrap();
+}

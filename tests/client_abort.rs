@@ -16,7 +16,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{eventually, TempDir};
+use common::{eventually, reset_on_close, TempDir};
 
 /// How long any step of these tests may take before it counts as failed.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -257,33 +257,12 @@ fn a_client_that_hangs_up_before_the_head_abandons_the_origin_request() {
     let client = stack.client();
     (&client).write_all(request("/hang").as_bytes()).unwrap();
     assert_eq!(next_seen(&seen), Seen::Request("/hang".into()));
-    let linger = socket_linger_zero(&client);
-    assert_eq!(linger, 0);
+    reset_on_close(&client);
     drop(client);
 
     expect_abandoned(&stack, &seen, 2);
     assert_eq!(stack.active_streams(), 0);
     assert_eq!(stack.requests("5xx"), errors);
-}
-
-/// Makes closing `stream` send a reset; 0 on success.
-fn socket_linger_zero(stream: &TcpStream) -> i32 {
-    use std::os::fd::AsRawFd;
-
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid linger value and its size, on the stream's live descriptor.
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            std::ptr::from_ref(&linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    }
 }
 
 #[test]
@@ -346,8 +325,7 @@ fn a_client_that_closes_after_sending_more_bytes_is_noticed_too() {
 
     // The same with a reset, and with the bytes and the close arriving together.
     let client = stack.client();
-    let linger = socket_linger_zero(&client);
-    assert_eq!(linger, 0);
+    reset_on_close(&client);
     (&client).write_all(request("/hang").as_bytes()).unwrap();
     assert_eq!(next_seen(&seen), Seen::Request("/hang".into()));
     (&client).write_all(request("/next").as_bytes()).unwrap();
@@ -365,8 +343,7 @@ fn a_client_that_resets_while_sending_its_body_counts_as_gone_not_as_an_origin_e
     let errors = stack.requests("5xx");
 
     let client = stack.client();
-    let linger = socket_linger_zero(&client);
-    assert_eq!(linger, 0);
+    reset_on_close(&client);
     let head = "POST /hang HTTP/1.1\r\nHost: abort.test\r\nContent-Length: 1000000\r\n\r\n";
     (&client).write_all(head.as_bytes()).unwrap();
     (&client).write_all(&[b'x'; 100]).unwrap();

@@ -54,6 +54,8 @@ pub enum AccessError {
     Protocol(crate::ws::WsError),
     #[error("the WebSocket from the edge ended inside a frame")]
     Truncated,
+    #[error("the service's connection broke off (WebSocket close {0})")]
+    BrokeOff(u16),
     #[error("standard input: {0}")]
     Input(std::io::Error),
     #[error("standard output: {0}")]

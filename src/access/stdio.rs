@@ -198,7 +198,10 @@ fn from_edge<O: Write>(
                 };
                 let _ = send(writer, &close);
                 shutdown_write(writer);
-                return Ok(OutputEnd::Closed);
+                return match code {
+                    Some(code) if code != frame::CLOSE_NORMAL => Err(AccessError::BrokeOff(code)),
+                    _ => Ok(OutputEnd::Closed),
+                };
             }
             Ok(None) => {
                 let start = buf.len();

@@ -12,7 +12,9 @@
 //! The end of a stream is a half-close: the end of the WebSocket shuts down the raw side's
 //! writing, and the end of the raw stream finishes the WebSocket, while the other direction
 //! goes on. A Close frame is echoed and ends both directions; so does an error on either
-//! side (a protocol error is answered with a Close frame carrying its status).
+//! side (a protocol error is answered with a Close frame carrying its status), but for a
+//! failed write to the raw side: what the raw side still sends is relayed, and the
+//! WebSocket's data is read and dropped until it ends.
 
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
@@ -24,7 +26,7 @@ use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
-use super::frame::{self, Decoder, Message, Opcode, Role, HEADER_ROOM};
+use super::frame::{self, Decoder, Message, Opcode, Role, CLOSE_RAW_BROKE, HEADER_ROOM};
 use crate::runtime::io::{read_more, write_bytes, READ_CHUNK};
 
 /// The receiving half of a WebSocket carrier.
@@ -192,12 +194,17 @@ impl Slot {
 enum Up {
     /// The WebSocket ended or sent Close; the raw side's writing was shut down.
     Ended,
-    /// The raw side takes no more bytes; what it sends may still be relayed.
-    RawGone,
     Failed(String),
 }
 
 /// WebSocket to raw: decodes and writes payloads; control frames go to the other direction.
+///
+/// Once the raw side takes no more bytes (a write failed: it reset, or shut down its
+/// reading), what it still sends may be relayed, so the WebSocket is read on and its data
+/// dropped. Leaving it unread would stop the peer's sending side once the windows between
+/// fill, and with it whatever the peer relays this way: when that is an echo of what the
+/// raw side sent, the other direction then waits for ever on a write and never sees the
+/// raw side's end.
 async fn to_raw<I: WsRead, W: AsyncWriteRent>(
     role: Role,
     initial: Bytes,
@@ -207,12 +214,14 @@ async fn to_raw<I: WsRead, W: AsyncWriteRent>(
 ) -> Up {
     let mut decoder = Decoder::new(role);
     let mut buf = BytesMut::from(&initial[..]);
+    let mut raw_gone = false;
     loop {
         match decoder.decode(&mut buf) {
+            Ok(Some(Message::Data(_))) if raw_gone => {}
             Ok(Some(Message::Data(run))) => {
                 if let Err(err) = write_bytes(raw_out, run).await {
-                    tracing::trace!("raw side takes no more bytes: {err}");
-                    return Up::RawGone;
+                    tracing::trace!("raw side takes no more bytes, dropping the rest: {err}");
+                    raw_gone = true;
                 }
             }
             Ok(Some(Message::Ping(payload))) => slot.put(Control::Pong(payload)),
@@ -321,7 +330,14 @@ async fn to_ws<R: AsyncReadRent, O: WsWrite>(
                 }
             }
             Err(err) => {
-                ws_out.abort();
+                // A reset is not an end of input: Close with CLOSE_RAW_BROKE tells the peer
+                // to end both of its directions (an abort alone would reach the far end of
+                // `adit access` as a plain end of the stream, a half-close).
+                let close = frame::close_frame(CLOSE_RAW_BROKE, mask());
+                match ws_out.write(close).await {
+                    Ok(()) => drop(ws_out.finish().await),
+                    Err(_) => ws_out.abort(),
+                }
                 return Down::Failed(format!("the raw side broke off: {err}"));
             }
         }

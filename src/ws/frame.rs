@@ -28,6 +28,9 @@ pub const CLOSE_PROTOCOL: u16 = 1002;
 pub const CLOSE_UNSUPPORTED: u16 = 1003;
 pub const CLOSE_INVALID_DATA: u16 = 1007;
 pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Sent by a bridge whose raw side broke off (a reset, a read error): the peer ends both
+/// directions rather than take it for a half-close.
+pub const CLOSE_RAW_BROKE: u16 = 1011;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Opcode {

@@ -568,6 +568,27 @@ pub fn get(addr: SocketAddr, host: &str, path: &str) -> Response {
 }
 
 /// Deterministic test bytes.
+/// Makes the close of `stream` a reset (an SO_LINGER of zero).
+pub fn reset_on_close(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid linger value and its size, on the stream's live descriptor.
+    let set = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::from_ref(&linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+}
+
 pub fn pattern(len: usize) -> Vec<u8> {
     let mut state: u32 = 0x1234_5678;
     (0..len)
