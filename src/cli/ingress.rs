@@ -12,6 +12,9 @@ pub fn run(cmd: IngressCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         IngressCommand::Validate { config } => {
             let config = load(&config)?;
+            // What `tunnel run` refuses before it connects is refused here too.
+            crate::connector::check_origin_tls(&config.ingress)
+                .map_err(|err| anyhow::anyhow!("{err}"))?;
             let count = config.ingress.rules.len();
             let noun = if count == 1 { "rule" } else { "rules" };
             println!("OK: {count} ingress {noun}");
@@ -93,6 +96,42 @@ fn port_of(authority: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validate_refuses_what_tunnel_run_refuses() {
+        let dir = std::env::temp_dir().join(format!("adit-validate-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir(&dir).unwrap();
+        let config = dir.join("config.yml");
+        let text = "ingress:\n  - hostname: app.test\n    service: https://localhost:8443\n    \
+                    originRequest:\n      caPool: missing.pem\n  - service: http_status:404\n";
+        std::fs::write(&config, text).unwrap();
+        let validate = || {
+            run(IngressCommand::Validate {
+                config: config.clone(),
+            })
+        };
+        let refused = validate().unwrap_err().to_string();
+        assert_eq!(
+            refused,
+            format!(
+                "ingress rule 1: caPool {} cannot be read: No such file or directory \
+                 (os error 2)",
+                dir.join("missing.pem").display()
+            )
+        );
+        std::fs::write(dir.join("empty.pem"), "no certificate here\n").unwrap();
+        std::fs::write(&config, text.replace("missing.pem", "empty.pem")).unwrap();
+        assert_eq!(
+            validate().unwrap_err().to_string(),
+            format!(
+                "ingress rule 1: caPool {} holds no PEM certificates",
+                dir.join("empty.pem").display()
+            )
+        );
+        std::fs::write(&config, "ingress:\n  - service: http_status:404\n").unwrap();
+        assert_eq!(validate().unwrap(), ExitCode::SUCCESS);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn split_url_takes_host_and_path() {

@@ -344,11 +344,15 @@ pub(super) fn parse_service(text: &str) -> Result<Service, String> {
         return Ok(Service::HelloWorld);
     }
     if let Some(code) = text.strip_prefix("http_status:") {
+        // A 1xx is an interim answer: the client would wait on for a final one.
         return parse_digits(code)
-            .filter(|code| (100..=599).contains(code))
+            .filter(|code| (200..=599).contains(code))
             .map(Service::Status)
             .ok_or_else(|| {
-                format!("service {text:?}: the status must be a number from 100 to 599")
+                format!(
+                    "service {text:?}: the status must be a number from 200 to 599 \
+                     (a final answer)"
+                )
             });
     }
     if let Some(path) = text.strip_prefix("unix+tls:") {

@@ -101,6 +101,12 @@ impl Connector {
     }
 }
 
+/// Checks the origin TLS settings of every rule as [`start`] does before it connects: a
+/// `caPool` that can be read and holds certificates, a valid server name.
+pub fn check_origin_tls(ingress: &ingress::Ingress) -> Result<(), ingress::IngressError> {
+    tls::origin_configs(ingress).map(drop)
+}
+
 /// Starts the workers, which connect and register on their own.
 pub fn start(config: ConnectorConfig) -> anyhow::Result<Connector> {
     let secret = config

@@ -237,8 +237,8 @@ fn rule_value_errors_name_the_rule() {
     );
     assert_eq!(
         one("{hostname: a.example, service: 'http_status:600'}"),
-        "ingress rule 1: service \"http_status:600\": the status must be a number from 100 \
-             to 599"
+        "ingress rule 1: service \"http_status:600\": the status must be a number from 200 \
+             to 599 (a final answer)"
     );
     assert_eq!(
         one("{hostname: 'a.*.example', service: hello_world}"),

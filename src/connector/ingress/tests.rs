@@ -277,7 +277,7 @@ fn services_parse() {
             path: PathBuf::from("/run/app.sock")
         })
     );
-    assert_eq!(parse_service("http_status:100"), Ok(Service::Status(100)));
+    assert_eq!(parse_service("http_status:200"), Ok(Service::Status(200)));
     assert_eq!(parse_service("http_status:599"), Ok(Service::Status(599)));
     assert_eq!(parse_service("hello_world"), Ok(Service::HelloWorld));
 }
@@ -345,11 +345,22 @@ fn services_refused_with_reasons() {
     );
     assert_eq!(
         error("http_status:99"),
-        "service \"http_status:99\": the status must be a number from 100 to 599"
+        "service \"http_status:99\": the status must be a number from 200 to 599 \
+         (a final answer)"
     );
+    for interim in ["http_status:100", "http_status:101", "http_status:199"] {
+        assert_eq!(
+            error(interim),
+            format!(
+                "service {interim:?}: the status must be a number from 200 to 599 \
+                 (a final answer)"
+            )
+        );
+    }
     assert_eq!(
         error("http_status:+404"),
-        "service \"http_status:+404\": the status must be a number from 100 to 599"
+        "service \"http_status:+404\": the status must be a number from 200 to 599 \
+         (a final answer)"
     );
     assert_eq!(
         error("unix:run/app.sock"),
