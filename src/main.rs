@@ -9,6 +9,8 @@ fn main() -> std::process::ExitCode {
     let cli = adit::cli::Cli::parse();
     match adit::cli::run(cli) {
         Ok(code) => code,
+        // Output piped into a reader that stopped (`| head`) is not an error worth a line.
+        Err(err) if adit::cli::is_broken_pipe(&err) => std::process::ExitCode::FAILURE,
         Err(err) => {
             eprintln!("error: {}", adit::cli::report(&err));
             std::process::ExitCode::FAILURE

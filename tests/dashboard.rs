@@ -80,6 +80,14 @@ fn dashboard_assets_are_public_with_security_headers() {
         assert!(policy.contains("style-src 'self';"), "{policy}");
         assert!(!policy.contains("unsafe-inline"), "{policy}");
         assert!(response.text().contains(needle), "{path}");
+
+        // HEAD answers as GET does, without the body.
+        let head = Client::connect(edge.admin).request("HEAD", "admin", path, None);
+        assert_eq!(head.status, 200, "{path}");
+        assert_eq!(head.header("content-type"), Some(content_type), "{path}");
+        let length = response.body.len().to_string();
+        assert_eq!(head.header("content-length"), Some(length.as_str()));
+        assert!(head.body.is_empty(), "{path}");
     }
 
     // The JSON API still wants the token, and only GET serves the page.

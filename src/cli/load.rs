@@ -78,7 +78,42 @@ fn parse_header(header: &str) -> anyhow::Result<(String, String)> {
     }
 }
 
+/// Descriptors a run needs besides one per connection: the runtimes' rings, standard
+/// streams, the output files.
+const SPARE_FILES: u64 = 64;
+
+/// Refuses, before any load is sent, what would only fail once the run is over or make it
+/// measure nothing: connections past the open-file limit, an output file in a directory
+/// that does not exist.
+fn preflight(common: &LoadCommon) -> anyhow::Result<()> {
+    let limit = runtime::raise_open_files().context("cannot read the open-file limit")?;
+    check_open_files(common.connections, limit)?;
+    let outputs = [("--json", &common.json), ("--hgrm", &common.hgrm)];
+    for (flag, path) in outputs {
+        let Some((path, dir)) = path.as_deref().and_then(|p| Some((p, p.parent()?))) else {
+            continue;
+        };
+        if !dir.as_os_str().is_empty() && !dir.is_dir() {
+            bail!("{flag} {}: no directory {}", path.display(), dir.display());
+        }
+    }
+    Ok(())
+}
+
+fn check_open_files(connections: usize, limit: u64) -> anyhow::Result<()> {
+    let needed = connections as u64 + SPARE_FILES;
+    if needed > limit {
+        bail!(
+            "--connections {connections} needs about {needed} open files, but this process \
+             may open {limit} (ulimit -n); raise the limit (tuning/limits.conf) or lower \
+             --connections"
+        );
+    }
+    Ok(())
+}
+
 fn http(args: LoadHttpArgs) -> anyhow::Result<ExitCode> {
+    preflight(&args.common)?;
     let url = parse_url(&args.url)?;
     let target = resolve(&url.host, url.port)?;
     let headers = args
@@ -142,7 +177,16 @@ fn http(args: LoadHttpArgs) -> anyhow::Result<ExitCode> {
     Ok(exit_code(&report))
 }
 
+fn mode_text(mode: TcpMode) -> String {
+    match mode {
+        TcpMode::RoundTrip { size } => format!("round trips of {size} bytes"),
+        TcpMode::Upload => "upload".to_owned(),
+        TcpMode::Download => "download".to_owned(),
+    }
+}
+
 fn tcp(args: LoadTcpArgs) -> anyhow::Result<ExitCode> {
+    preflight(&args.common)?;
     let target = match args.addr.rsplit_once(':') {
         Some((host, port)) => resolve(
             host.trim_start_matches('[').trim_end_matches(']'),
@@ -168,7 +212,8 @@ fn tcp(args: LoadTcpArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "adit load tcp {target} ({mode:?}): {} connections, {} workers, {}",
+        "adit load tcp {target} ({}): {} connections, {} workers, {}",
+        mode_text(mode),
         load.connections,
         load.workers,
         span(load.duration, load.requests),
@@ -298,6 +343,16 @@ fn write_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_past_the_open_file_limit_are_refused() {
+        assert!(check_open_files(936, 1000).is_ok());
+        assert_eq!(
+            check_open_files(1_000_000, 20_000).unwrap_err().to_string(),
+            "--connections 1000000 needs about 1000064 open files, but this process may open \
+             20000 (ulimit -n); raise the limit (tuning/limits.conf) or lower --connections"
+        );
+    }
 
     #[test]
     fn a_rate_well_below_the_one_asked_is_reported() {

@@ -540,6 +540,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     result
 }
 
+/// Whether `err` (or one of its causes) is a write to a pipe whose reader has gone.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// An error and its causes on one line, `a: b: c`, leaving out a cause whose text the line
 /// already holds (errors that name their cause in their own message).
 pub fn report(err: &anyhow::Error) -> String {
@@ -584,6 +593,16 @@ mod tests {
             Command::Tunnel(TunnelCommand::Run(run)) => Ok(run),
             other => Err(format!("parsed as {other:?}")),
         }
+    }
+
+    #[test]
+    fn a_broken_pipe_is_told_from_other_errors() {
+        let pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(is_broken_pipe(
+            &anyhow::Error::new(pipe).context("writing the list")
+        ));
+        let other = std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert!(!is_broken_pipe(&anyhow::Error::new(other)));
     }
 
     #[test]

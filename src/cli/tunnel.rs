@@ -72,8 +72,10 @@ pub fn run(cmd: TunnelCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The client config file's contents.
+/// The client config file's contents. An unknown key is refused: a misspelt `token:` would
+/// otherwise be ignored and the token looked for elsewhere.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ClientConfig {
     admin: Option<String>,
     token: Option<String>,
@@ -485,6 +487,18 @@ mod tests {
         assert_eq!(
             resolved,
             ("http://127.0.0.1:9".to_owned(), "flag".to_owned())
+        );
+
+        let misspelt = dir.join("misspelt.yml");
+        std::fs::write(&misspelt, "tokn: fromfile\n").unwrap();
+        let err = resolve(&args(None, None, Some(misspelt.clone())), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("client config {} is not valid", misspelt.display())
+        );
+        assert!(
+            format!("{err:#}").contains("unknown field `tokn`"),
+            "{err:#}"
         );
 
         let missing = dir.join("missing.yml");

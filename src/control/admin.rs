@@ -69,7 +69,8 @@ fn accept_loop(listener: &TcpListener, context: &Arc<Context>, stop: &AtomicBool
             context.active.fetch_sub(1, Ordering::AcqRel);
             let mut stream = stream;
             let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-            let _ = write_response(&mut stream, &error(503, "admin API busy, retry later"));
+            let busy = error(503, "admin API busy, retry later");
+            let _ = write_response(&mut stream, &busy, false);
             continue;
         }
         let conn_context = context.clone();
@@ -142,7 +143,7 @@ fn op_error(e: &OpError) -> Response {
 fn serve(mut stream: TcpStream, context: &Context) {
     let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-    let response = match read_request(&mut stream) {
+    let (response, head_only) = match read_request(&mut stream) {
         Ok(request) => {
             let response = handle(&request, context);
             tracing::debug!(
@@ -151,11 +152,11 @@ fn serve(mut stream: TcpStream, context: &Context) {
                 status = response.status,
                 "admin request"
             );
-            response
+            (response, request.method == "HEAD")
         }
-        Err(response) => response,
+        Err(response) => (response, false),
     };
-    if let Err(e) = write_response(&mut stream, &response) {
+    if let Err(e) = write_response(&mut stream, &response, head_only) {
         tracing::debug!(error = %e, "admin response not delivered");
     }
 }
@@ -238,7 +239,8 @@ fn parse_request(buf: &[u8]) -> Result<Option<Request>, Response> {
     }))
 }
 
-fn write_response(stream: &mut TcpStream, response: &Response) -> io::Result<()> {
+/// Writes `response`; `head_only` (a HEAD request) leaves out the body but not its length.
+fn write_response(stream: &mut TcpStream, response: &Response, head_only: bool) -> io::Result<()> {
     // The security fields go on every answer: they cost nothing on JSON and the page's
     // files must never be framed, sniffed as another type or allowed inline code.
     let head = format!(
@@ -253,7 +255,9 @@ fn write_response(stream: &mut TcpStream, response: &Response) -> io::Result<()>
         dashboard::CONTENT_SECURITY_POLICY,
     );
     stream.write_all(head.as_bytes())?;
-    stream.write_all(response.body.as_bytes())?;
+    if !head_only {
+        stream.write_all(response.body.as_bytes())?;
+    }
     stream.flush()
 }
 
@@ -315,7 +319,7 @@ fn endpoint(path: &str) -> Result<Endpoint, Response> {
 }
 
 fn handle(request: &Request, context: &Context) -> Response {
-    if request.method == "GET" {
+    if request.method == "GET" || request.method == "HEAD" {
         if let Some(asset) = dashboard::asset(&request.path) {
             return Response {
                 status: 200,

@@ -38,6 +38,16 @@ pub fn hostname(hostname: &str) -> Result<String, String> {
             "a hostname may be at most {MAX_HOSTNAME_LEN} characters long"
         ));
     }
+    if host.contains("://") {
+        return Err(format!(
+            "hostname {host:?} is a URL: give the name alone (app.example.com)"
+        ));
+    }
+    if host.starts_with('[') || host.matches(':').count() > 1 {
+        return Err(format!(
+            "hostname {host:?} is an IP address, not a DNS name"
+        ));
+    }
     if host.contains(':') {
         return Err(format!("hostname {host:?} may not include a port"));
     }
@@ -114,6 +124,20 @@ mod tests {
             hostname("example.com:8080"),
             Err("hostname \"example.com:8080\" may not include a port".into())
         );
+        assert_eq!(
+            hostname("http://x.localhost"),
+            Err(
+                "hostname \"http://x.localhost\" is a URL: give the name alone \
+                 (app.example.com)"
+                    .into()
+            )
+        );
+        for ip in ["[::1]", "::1", "[::1]:80"] {
+            assert_eq!(
+                hostname(ip),
+                Err(format!("hostname {ip:?} is an IP address, not a DNS name"))
+            );
+        }
         assert_eq!(
             hostname("a..com"),
             Err("hostname \"a..com\" has an empty or overlong label (1 to 63 characters)".into())

@@ -99,6 +99,13 @@ pub fn start(config: EdgeConfig) -> anyhow::Result<Edge> {
     use anyhow::Context;
 
     let workers = config.workers.clamp(1, MAX_WORKERS);
+    if workers != config.workers {
+        tracing::warn!(
+            asked = config.workers,
+            workers,
+            "workers must be 1 to {MAX_WORKERS}; running {workers}"
+        );
+    }
     let tls_config = match tls::CertResolver::load(&config.tls)? {
         Some(resolver) => Some(tls::server_config(resolver)?),
         None => {

@@ -208,6 +208,10 @@ impl Report {
                 humantime::format_duration(limit)
             )?;
         }
+        if self.requests == 0 {
+            // No sample: a percentile of nothing would print as 0.000ms.
+            return writeln!(out, "  latency     none (no request completed)");
+        }
         write!(out, "  latency    ")?;
         for (name, q) in PERCENTILES {
             write!(out, " {name} {}", millis(self.percentile(q)))?;
@@ -386,6 +390,21 @@ mod tests {
             lines[lines.len() - 1],
             "#[Buckets =           22, SubBuckets     =         2048]"
         );
+    }
+
+    #[test]
+    fn a_run_with_no_request_shows_no_percentiles() {
+        let mut out = Vec::new();
+        report_with(&[]).print(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text.lines().last(),
+            Some("  latency     none (no request completed)")
+        );
+        let mut out = Vec::new();
+        report_with(&[1000]).print(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(" p50 1.000ms"), "{text}");
     }
 
     #[test]
