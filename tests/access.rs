@@ -362,3 +362,67 @@ fn an_origin_reset_ends_the_carried_connection_both_ways() {
     );
     server.join().unwrap();
 }
+
+/// Writes 64 KiB blocks into `out` until a write fails, for at most 30 s; returns whether
+/// one failed and when the writing stopped.
+fn send_until_refused(
+    mut out: impl Write + Send + 'static,
+) -> std::thread::JoinHandle<(bool, Instant)> {
+    std::thread::spawn(move || {
+        let block = pattern(64 * 1024);
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if out.write_all(&block).is_err() {
+                return (true, Instant::now());
+            }
+        }
+        (false, Instant::now())
+    })
+}
+
+#[test]
+fn an_origin_reset_while_the_client_sends_ends_both_ways() {
+    // As above, but the client sends all along: the connector's write to the origin then
+    // meets the reset first and the origin's reading side ends without an error. That is
+    // still a broken connection, not a half-close: the client must not go on sending into
+    // nothing.
+    const SENT: usize = 1000;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.write_all(&pattern(SENT)).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            reset_on_close(&conn);
+            drop(conn);
+        }
+    });
+    let s = setup("access-origin-reset-sending", &format!("tcp://{origin}"));
+
+    let (_access, addr) = s.listener(HOST);
+    let mut client = connect(addr);
+    let sender = send_until_refused(client.try_clone().unwrap());
+    let mut got = Vec::new();
+    let _ = client.read_to_end(&mut got);
+    assert!(got == pattern(SENT), "{} bytes", got.len());
+    let (refused, _) = sender.join().unwrap();
+    assert!(
+        refused,
+        "the client could still send 30 s after the origin's reset"
+    );
+
+    let mut access = s.stdio(HOST);
+    let stdin = access.0.as_mut().unwrap().stdin.take().unwrap();
+    let sender = send_until_refused(stdin);
+    let (code, out, err) = access.finish(Duration::from_secs(20));
+    assert!(out == pattern(SENT), "{} bytes", out.len());
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("error: the service's connection broke off (WebSocket close 1011)"),
+        "{err}"
+    );
+    let (refused, _) = sender.join().unwrap();
+    assert!(refused);
+    server.join().unwrap();
+}

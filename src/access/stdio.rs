@@ -52,19 +52,37 @@ where
 
     let mut input_ended = false;
     let mut output_ended = false;
-    while let Ok(ended) = ended.recv() {
-        match ended {
+    // A write to the edge that failed: the reading side, which learns why the connection
+    // ended (a Close saying the service broke off, a reset), usually has the better reason.
+    let mut write_failed = None;
+    loop {
+        let next = match write_failed {
+            None => ended.recv().ok(),
+            Some(_) => ended.recv_timeout(OUTPUT_REASON_WAIT).ok(),
+        };
+        let Some(next) = next else {
+            return write_failed.map_or(Ok(()), Err);
+        };
+        match next {
             Ended::Input(Ok(())) => input_ended = true,
+            Ended::Input(Err(AccessError::Io(err))) if !output_ended => {
+                write_failed = Some(AccessError::Io(err));
+            }
             Ended::Output(Ok(OutputEnd::Eof)) => output_ended = true,
-            Ended::Output(Ok(OutputEnd::Closed)) => return Ok(()),
+            Ended::Output(Ok(OutputEnd::Closed)) => return write_failed.map_or(Ok(()), Err),
             Ended::Input(Err(err)) | Ended::Output(Err(err)) => return Err(err),
+        }
+        if let (Some(_), true) = (&write_failed, output_ended) {
+            return write_failed.map_or(Ok(()), Err);
         }
         if input_ended && output_ended {
             return Ok(());
         }
     }
-    Ok(())
 }
+
+/// How long a failed write to the edge waits for the reading side's reason.
+const OUTPUT_REASON_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 enum Ended {
     Input(Result<(), AccessError>),

@@ -2,12 +2,14 @@
 //!
 //! Each direction ends on its own, so a half-close crosses the tunnel: end of input from the
 //! socket finishes the stream; the end of the stream shuts down writing on the socket. A
-//! failure in either direction ends both (the other side would otherwise wait forever).
+//! failure in either direction ends both (the other side would otherwise wait forever), but
+//! for the far end stopping the stream: that ends only the upload, and the download still
+//! delivers what the far end sends before its own end.
 
 use bytes::{Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
-use crate::quic::{RecvStream, SendStream};
+use crate::quic::{RecvStream, SendStream, StreamError};
 use crate::runtime::gather::Gather;
 use crate::runtime::io::read_more;
 
@@ -38,8 +40,15 @@ async fn socket_to_stream<R: AsyncReadRent>(
     send: &mut SendStream,
 ) -> bool {
     loop {
-        if !buf.is_empty() && send.write(buf.split().freeze()).await.is_err() {
-            return false;
+        if !buf.is_empty() {
+            match send.write(buf.split().freeze()).await {
+                Ok(()) => {}
+                // The far end takes no more (its side of the connection broke off); what it
+                // still sends, such as its reason, comes down the other direction, which
+                // goes on to its end. This one ends here, as if the socket's input had.
+                Err(StreamError::Stopped(_)) => return true,
+                Err(_) => return false,
+            }
         }
         let (result, filled) = read_more(rd, std::mem::take(buf)).await;
         *buf = filled;

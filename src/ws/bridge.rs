@@ -14,7 +14,9 @@
 //! goes on. A Close frame is echoed and ends both directions; so does an error on either
 //! side (a protocol error is answered with a Close frame carrying its status), but for a
 //! failed write to the raw side: what the raw side still sends is relayed, and the
-//! WebSocket's data is read and dropped until it ends.
+//! WebSocket's data is read and dropped until it ends. A raw side that breaks off (a read
+//! error, or the end of its input after it refused bytes) is answered with Close 1011, so
+//! that the far end takes it for a broken connection, not a half-close.
 
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
@@ -168,6 +170,10 @@ impl Control {
 struct Slot {
     pending: Cell<Option<Control>>,
     waker: RefCell<Option<Waker>>,
+    /// A write to the raw side failed: it reset or closed while bytes were still coming, so
+    /// its end is no clean one even when its reading side then ends without an error (the
+    /// socket reports its reset once, to whichever call comes first).
+    raw_refused: Cell<bool>,
 }
 
 impl Slot {
@@ -197,6 +203,19 @@ enum Up {
     Failed(String),
 }
 
+/// Ends the WebSocket for a raw side that broke off (a reset): that is not an end of input,
+/// so Close with [`CLOSE_RAW_BROKE`] tells the peer to end both of its directions. An abort
+/// alone would reach the far end of `adit access` as a plain end of the stream.
+async fn broke_off<O: WsWrite>(ws_out: &mut O, mask: Option<[u8; 4]>) {
+    match ws_out
+        .write(frame::close_frame(CLOSE_RAW_BROKE, mask))
+        .await
+    {
+        Ok(()) => drop(ws_out.finish().await),
+        Err(_) => ws_out.abort(),
+    }
+}
+
 /// WebSocket to raw: decodes and writes payloads; control frames go to the other direction.
 ///
 /// Once the raw side takes no more bytes (a write failed: it reset, or shut down its
@@ -222,6 +241,7 @@ async fn to_raw<I: WsRead, W: AsyncWriteRent>(
                 if let Err(err) = write_bytes(raw_out, run).await {
                     tracing::trace!("raw side takes no more bytes, dropping the rest: {err}");
                     raw_gone = true;
+                    slot.raw_refused.set(true);
                 }
             }
             Ok(Some(Message::Ping(payload))) => slot.put(Control::Pong(payload)),
@@ -317,6 +337,10 @@ async fn to_ws<R: AsyncReadRent, O: WsWrite>(
         read.set(None);
 
         match result {
+            Ok(0) if slot.raw_refused.get() => {
+                broke_off(ws_out, mask()).await;
+                return Down::Failed("the raw side broke off after refusing bytes".to_owned());
+            }
             Ok(0) => {
                 return match ws_out.finish().await {
                     Ok(()) => Down::Finished,
@@ -330,14 +354,7 @@ async fn to_ws<R: AsyncReadRent, O: WsWrite>(
                 }
             }
             Err(err) => {
-                // A reset is not an end of input: Close with CLOSE_RAW_BROKE tells the peer
-                // to end both of its directions (an abort alone would reach the far end of
-                // `adit access` as a plain end of the stream, a half-close).
-                let close = frame::close_frame(CLOSE_RAW_BROKE, mask());
-                match ws_out.write(close).await {
-                    Ok(()) => drop(ws_out.finish().await),
-                    Err(_) => ws_out.abort(),
-                }
+                broke_off(ws_out, mask()).await;
                 return Down::Failed(format!("the raw side broke off: {err}"));
             }
         }
