@@ -38,7 +38,7 @@ fn listen(url: &str, target: Target) -> anyhow::Result<ExitCode> {
             let _ = stopped_tx.send(why);
         })?;
     tracing::info!(%local, %hostname, %edge, "access listener started");
-    println!("adit access listening on {local}, carrying to {hostname} through {edge}");
+    let _ = outln!("adit access listening on {local}, carrying to {hostname} through {edge}");
 
     let (tx, signals) = crossbeam_channel::bounded(4);
     super::signals::spawn_waiter(tx)?;

@@ -19,7 +19,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             let base = bench::read_report(&base).map_err(anyhow::Error::msg)?;
             let new = bench::read_report(&new).map_err(anyhow::Error::msg)?;
             let result = compare::compare(&base, &new, max_regression);
-            print!("{}", result.render(max_regression));
+            out!("{}", result.render(max_regression))?;
             Ok(if result.passed() {
                 ExitCode::SUCCESS
             } else {
@@ -66,7 +66,7 @@ fn run_scenarios(args: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     let result = bench::run(&options)?;
 
-    print!("{}", report::table(&result));
+    out!("{}", report::table(&result))?;
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&result)?;
         std::fs::write(path, text + "\n")

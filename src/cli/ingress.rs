@@ -17,23 +17,23 @@ pub fn run(cmd: IngressCommand) -> anyhow::Result<ExitCode> {
                 .map_err(|err| anyhow::anyhow!("{err}"))?;
             let count = config.ingress.rules.len();
             let noun = if count == 1 { "rule" } else { "rules" };
-            println!("OK: {count} ingress {noun}");
+            outln!("OK: {count} ingress {noun}")?;
         }
         IngressCommand::Rule { url, config } => {
             // The URL is checked first: a typo there is cheaper to report than a config error.
             let (host, path) = split_url(&url)?;
             let config = load(&config)?;
             let (index, rule) = config.ingress.find(host, path);
-            println!("Matched rule #{}", index + 1);
-            println!(
+            outln!("Matched rule #{}", index + 1)?;
+            outln!(
                 "    hostname: {}",
                 rule.hostname.as_deref().unwrap_or("(any)")
-            );
-            println!(
+            )?;
+            outln!(
                 "    path: {}",
                 rule.path.as_ref().map_or("(any)", |path| path.as_str())
-            );
-            println!("    service: {}", rule.service);
+            )?;
+            outln!("    service: {}", rule.service)?;
         }
     }
     Ok(ExitCode::SUCCESS)

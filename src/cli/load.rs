@@ -96,6 +96,9 @@ fn preflight(common: &LoadCommon) -> anyhow::Result<()> {
         if !dir.as_os_str().is_empty() && !dir.is_dir() {
             bail!("{flag} {}: no directory {}", path.display(), dir.display());
         }
+        if path.is_dir() {
+            bail!("{flag} {}: is a directory", path.display());
+        }
     }
     Ok(())
 }

@@ -84,12 +84,13 @@ pub fn quick(args: QuickArgs) -> anyhow::Result<ExitCode> {
         .url
         .as_deref()
         .unwrap_or("the built-in hello-world origin");
-    println!();
-    println!("Your quick tunnel to {target} is ready:");
-    println!();
-    println!("    {}", public_url(&hostname, edge.http_addr));
-    println!();
-    println!("It lasts as long as this process; press Ctrl-C to stop it.");
+    // A closed standard output must not stop the tunnel: the URL is in the log as well.
+    let url = public_url(&hostname, edge.http_addr);
+    tracing::info!(%url, "quick tunnel ready");
+    let _ = outln!(
+        "\nYour quick tunnel to {target} is ready:\n\n    {url}\n\n\
+         It lasts as long as this process; press Ctrl-C to stop it."
+    );
     let result = super::roles::run_connector(connector, QUICK_GRACE);
     edge.shutdown();
     std::thread::sleep(std::time::Duration::from_millis(100));

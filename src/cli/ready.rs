@@ -16,7 +16,7 @@ const MAX_ANSWER: u64 = 64 * 1024;
 pub fn run(metrics: &str) -> anyhow::Result<ExitCode> {
     match check(metrics) {
         Ok(connections) => {
-            println!("ready: {connections} connections registered");
+            outln!("ready: {connections} connections registered")?;
             Ok(ExitCode::SUCCESS)
         }
         Err(why) => {

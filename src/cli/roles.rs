@@ -212,12 +212,12 @@ pub fn origin(args: OriginArgs) -> anyhow::Result<ExitCode> {
     let workers = args.workers.unwrap_or_else(runtime::default_workers);
     let origin = crate::origin::spawn(args.listen, workers)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    println!("adit origin listening on http://{}/", origin.addr);
+    let _ = outln!("adit origin listening on http://{}/", origin.addr);
     let _echo = match args.tcp_echo {
         Some(addr) => {
             let echo = crate::origin::spawn_tcp_echo(addr, workers)
                 .with_context(|| format!("cannot listen on {addr}"))?;
-            println!("adit origin echoing TCP on {}", echo.addr);
+            let _ = outln!("adit origin echoing TCP on {}", echo.addr);
             Some(echo)
         }
         None => None,

@@ -43,7 +43,8 @@ pub fn hostname(hostname: &str) -> Result<String, String> {
             "hostname {host:?} is a URL: give the name alone (app.example.com)"
         ));
     }
-    if host.starts_with('[') || host.matches(':').count() > 1 {
+    let ipv4 = host.parse::<std::net::Ipv4Addr>().is_ok();
+    if ipv4 || host.starts_with('[') || host.matches(':').count() > 1 {
         return Err(format!(
             "hostname {host:?} is an IP address, not a DNS name"
         ));
@@ -132,7 +133,7 @@ mod tests {
                     .into()
             )
         );
-        for ip in ["[::1]", "::1", "[::1]:80"] {
+        for ip in ["[::1]", "::1", "[::1]:80", "127.0.0.1", "10.0.0.1"] {
             assert_eq!(
                 hostname(ip),
                 Err(format!("hostname {ip:?} is an IP address, not a DNS name"))
