@@ -315,24 +315,31 @@ fn a_client_that_resets_while_its_echo_is_unread_ends_the_origin_connection() {
     origin.join().unwrap();
 }
 
+/// An origin for two connections, each sent `size` bytes of [`pattern`] and reset `wait`
+/// later.
+fn resetting_origin(size: usize, wait: Duration) -> (SocketAddr, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.write_all(&pattern(size)).unwrap();
+            std::thread::sleep(wait);
+            reset_on_close(&conn);
+            drop(conn);
+        }
+    });
+    (origin, server)
+}
+
 #[test]
 fn an_origin_reset_ends_the_carried_connection_both_ways() {
     // The origin sends 1 MiB and then resets: the client gets every byte, and then the end
     // of both directions (not a half-close that goes on taking its bytes); in stdio mode the
     // process exits with an error while its standard input is still open.
     const SIZE: usize = 1 << 20;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let origin = listener.local_addr().unwrap();
-    let server = std::thread::spawn(move || {
-        for _ in 0..2 {
-            let (mut conn, _) = listener.accept().unwrap();
-            conn.write_all(&pattern(SIZE)).unwrap();
-            // Time for every byte to leave the origin's socket before the reset.
-            std::thread::sleep(Duration::from_secs(1));
-            reset_on_close(&conn);
-            drop(conn);
-        }
-    });
+    // One second: time for every byte to leave the origin's socket before the reset.
+    let (origin, server) = resetting_origin(SIZE, Duration::from_secs(1));
     let s = setup("access-origin-reset", &format!("tcp://{origin}"));
 
     let (_access, addr) = s.listener(HOST);
@@ -387,17 +394,7 @@ fn an_origin_reset_while_the_client_sends_ends_both_ways() {
     // still a broken connection, not a half-close: the client must not go on sending into
     // nothing.
     const SENT: usize = 1000;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let origin = listener.local_addr().unwrap();
-    let server = std::thread::spawn(move || {
-        for _ in 0..2 {
-            let (mut conn, _) = listener.accept().unwrap();
-            conn.write_all(&pattern(SENT)).unwrap();
-            std::thread::sleep(Duration::from_millis(300));
-            reset_on_close(&conn);
-            drop(conn);
-        }
-    });
+    let (origin, server) = resetting_origin(SENT, Duration::from_millis(300));
     let s = setup("access-origin-reset-sending", &format!("tcp://{origin}"));
 
     let (_access, addr) = s.listener(HOST);

@@ -60,25 +60,20 @@ where
             None => ended.recv().ok(),
             Some(_) => ended.recv_timeout(OUTPUT_REASON_WAIT).ok(),
         };
-        let Some(next) = next else {
-            return write_failed.map_or(Ok(()), Err);
-        };
         match next {
-            Ended::Input(Ok(())) => input_ended = true,
-            Ended::Input(Err(AccessError::Io(err))) if !output_ended => {
+            None | Some(Ended::Output(Ok(OutputEnd::Closed))) => break,
+            Some(Ended::Input(Ok(()))) => input_ended = true,
+            Some(Ended::Input(Err(AccessError::Io(err)))) if !output_ended => {
                 write_failed = Some(AccessError::Io(err));
             }
-            Ended::Output(Ok(OutputEnd::Eof)) => output_ended = true,
-            Ended::Output(Ok(OutputEnd::Closed)) => return write_failed.map_or(Ok(()), Err),
-            Ended::Input(Err(err)) | Ended::Output(Err(err)) => return Err(err),
+            Some(Ended::Output(Ok(OutputEnd::Eof))) => output_ended = true,
+            Some(Ended::Input(Err(err)) | Ended::Output(Err(err))) => return Err(err),
         }
-        if let (Some(_), true) = (&write_failed, output_ended) {
-            return write_failed.map_or(Ok(()), Err);
-        }
-        if input_ended && output_ended {
-            return Ok(());
+        if output_ended && (input_ended || write_failed.is_some()) {
+            break;
         }
     }
+    write_failed.map_or(Ok(()), Err)
 }
 
 /// How long a failed write to the edge waits for the reading side's reason.

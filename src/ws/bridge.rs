@@ -233,14 +233,12 @@ async fn to_raw<I: WsRead, W: AsyncWriteRent>(
 ) -> Up {
     let mut decoder = Decoder::new(role);
     let mut buf = BytesMut::from(&initial[..]);
-    let mut raw_gone = false;
     loop {
         match decoder.decode(&mut buf) {
-            Ok(Some(Message::Data(_))) if raw_gone => {}
+            Ok(Some(Message::Data(_))) if slot.raw_refused.get() => {}
             Ok(Some(Message::Data(run))) => {
                 if let Err(err) = write_bytes(raw_out, run).await {
                     tracing::trace!("raw side takes no more bytes, dropping the rest: {err}");
-                    raw_gone = true;
                     slot.raw_refused.set(true);
                 }
             }
